@@ -1,0 +1,157 @@
+"""The one settings object of the service, read from the environment (prefix ``FRAUD_``).
+
+Every component takes a :class:`Settings`; nothing else reads the environment. Secrets are
+``SecretStr`` so they never show in reprs, logs or error messages. librdkafka and Hazelcast
+client keys are mapped from these settings in one place each (:meth:`Settings.kafka_config`,
+:meth:`Settings.hazelcast_members_list`).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Unix time of 2000-01-01T00:00:00Z and 2100-01-01T00:00:00Z (DESIGN.md, "Data contracts").
+EVENT_TIME_MIN_DEFAULT = 946_684_800
+EVENT_TIME_MAX_DEFAULT = 4_102_444_800
+
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+
+
+class Settings(BaseSettings):
+    """Configuration of every part of the service. Field ``x`` is read from ``FRAUD_X``."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUD_", frozen=True, extra="ignore")
+
+    # Local state: stack data and logs, recovery store, compiled-model cache.
+    state_dir: Path = Field(Path(".fraud"), description="all local state (FRAUD_STATE_DIR)")
+
+    # Kafka
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    topic_transactions: str = "transactions"
+    topic_dead_letters: str = "transactions-dlq"
+    topic_alerts: str = "fraud-alerts"
+    topic_partitions: int = 10
+    kafka_batch_size: int = 1000
+
+    # Hazelcast
+    hazelcast_members: str = "127.0.0.1:5701"
+    hazelcast_cluster_name: str = "fraud-local"
+    map_customers: str = "customers"
+    map_merchants: str = "merchants"
+    map_predictions: str = "predictionResult"
+    map_models: str = "fraudModels"
+    near_cache_max_size: int = 200_000
+
+    # Model
+    model_dir: Path | None = Field(None, description="model directory; default: the published one")
+
+    # Metrics: bytewax serves prometheus_client's default registry on its API port.
+    metrics_port: int = 3030
+
+    # Validation (DESIGN.md, "Data contracts")
+    max_amount: float = 1_000_000.0
+    event_time_min: int = EVENT_TIME_MIN_DEFAULT
+    event_time_max: int = EVENT_TIME_MAX_DEFAULT
+    allowed_lateness_seconds: int = 3600
+
+    # Recovery
+    recovery_partitions: int = 1
+    snapshot_interval_seconds: float = 10.0
+    backup_interval_seconds: float = 0.0
+
+    # Local stack ports (all on 127.0.0.1)
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    hazelcast_port: int = 5701
+    prometheus_port: int = 9090
+    hazelcast_heap: str = "3g"
+    prediction_map_max_size: int = 2_000_000
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute_state_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    def __hash__(self) -> int:  # frozen settings are usable as cache keys
+        return hash(self.model_dump_json())
+
+    # ---- derived values -------------------------------------------------------------------
+
+    @cached_property
+    def hazelcast_members_list(self) -> list[str]:
+        return [m.strip() for m in self.hazelcast_members.split(",") if m.strip()]
+
+    @property
+    def stack_dir(self) -> Path:
+        return self.state_dir / "stack"
+
+    @property
+    def recovery_dir(self) -> Path:
+        return self.state_dir / "recovery"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.state_dir / "models"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.state_dir / "cache"
+
+    def kafka_config(self) -> dict[str, Any]:
+        """librdkafka configuration shared by every producer, consumer and admin client."""
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username:
+            config["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password is not None:
+            config["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        return config
+
+    def kafka_config_for_bytewax(self) -> dict[str, str]:
+        """Extra librdkafka keys for bytewax's KafkaSource/KafkaSink (brokers passed apart)."""
+        return {k: str(v) for k, v in self.kafka_config().items() if k != "bootstrap.servers"}
+
+    def public_summary(self) -> dict[str, Any]:
+        """Settings safe to print: secrets are masked."""
+        data = self.model_dump(mode="json")
+        if self.kafka_sasl_password is not None:
+            data["kafka_sasl_password"] = "**********"
+        return data
+
+
+ENVIRONMENT_HELP = """\
+Environment (all optional, prefix FRAUD_):
+  FRAUD_STATE_DIR                 local state: stack, recovery, caches (default .fraud)
+  FRAUD_KAFKA_BOOTSTRAP_SERVERS   Kafka brokers (default 127.0.0.1:9092)
+  FRAUD_KAFKA_SECURITY_PROTOCOL   PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+  FRAUD_KAFKA_SASL_MECHANISM      e.g. PLAIN for Confluent Cloud
+  FRAUD_KAFKA_SASL_USERNAME       API key
+  FRAUD_KAFKA_SASL_PASSWORD       API secret (never printed)
+  FRAUD_TOPIC_TRANSACTIONS        input topic (default transactions)
+  FRAUD_TOPIC_DEAD_LETTERS        dead-letter topic (default transactions-dlq)
+  FRAUD_TOPIC_ALERTS              flagged transactions (default fraud-alerts)
+  FRAUD_HAZELCAST_MEMBERS         comma-separated host:port (default 127.0.0.1:5701)
+  FRAUD_HAZELCAST_CLUSTER_NAME    (default fraud-local)
+  FRAUD_MAP_PREDICTIONS           (default predictionResult)
+  FRAUD_MODEL_DIR                 model directory (default: the published model)
+  FRAUD_METRICS_PORT              bytewax API / metrics port (default 3030)
+  FRAUD_KAFKA_PORT, FRAUD_HAZELCAST_PORT, FRAUD_PROMETHEUS_PORT   local stack ports
+"""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with explicit overrides (e.g. from CLI flags)."""
+    return Settings(**overrides)

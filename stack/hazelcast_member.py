@@ -1,0 +1,119 @@
+"""Hazelcast Community Edition members on loopback (Jet and SQL on), from Maven Central."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.settings import Settings
+from stack.processes import ManagedProcess, StackError, port_open, wait_until
+from stack.toolchain import require_java, resolve_jars
+
+# The flags of Hazelcast's own start script (bin/common.sh) for Java 17.
+ADD_OPENS = [
+    "--add-modules", "java.se",
+    "--add-exports", "java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-opens", "java.base/java.lang=ALL-UNNAMED",
+    "--add-opens", "java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens", "java.management/sun.management=ALL-UNNAMED",
+    "--add-opens", "jdk.management/com.sun.management.internal=ALL-UNNAMED",
+]
+MAIN_CLASS = "com.hazelcast.core.server.HazelcastMemberStarter"
+MEMBER_SLOTS = 3  # members a local cluster may have (ports hazelcast_port .. +2)
+
+
+def member_process(settings: Settings, index: int = 0) -> ManagedProcess:
+    name = "hazelcast" if index == 0 else f"hazelcast-{index + 1}"
+    return ManagedProcess(name, settings.stack_dir / "run")
+
+
+def member_config(settings: Settings, port: int) -> str:
+    members = "\n".join(
+        f"          - 127.0.0.1:{settings.hazelcast_port + i}" for i in range(MEMBER_SLOTS)
+    )
+    return f"""\
+hazelcast:
+  cluster-name: {settings.hazelcast_cluster_name}
+  properties:
+    hazelcast.phone.home.enabled: false
+    hazelcast.socket.bind.any: false
+    hazelcast.logging.type: jdk
+    hazelcast.shutdownhook.policy: GRACEFUL
+  network:
+    public-address: 127.0.0.1:{port}
+    port:
+      auto-increment: false
+      port: {port}
+    interfaces:
+      enabled: true
+      interfaces:
+        - 127.0.0.1
+    join:
+      auto-detection:
+        enabled: false
+      multicast:
+        enabled: false
+      tcp-ip:
+        enabled: true
+        member-list:
+{members}
+  jet:
+    enabled: true
+    resource-upload-enabled: false
+  map:
+    {settings.map_predictions}:
+      backup-count: 1
+      in-memory-format: BINARY
+      eviction:
+        eviction-policy: LRU
+        max-size-policy: PER_NODE
+        size: {settings.prediction_map_max_size}
+      indexes:
+        - type: HASH
+          attributes:
+            - customer_name
+        - type: SORTED
+          attributes:
+            - fraud_probability
+    {settings.map_customers}:
+      backup-count: 1
+    {settings.map_merchants}:
+      backup-count: 1
+    {settings.map_models}:
+      backup-count: 1
+"""
+
+
+def start_member(settings: Settings, lib_root: Path, index: int = 0) -> bool:
+    """Start member ``index`` (port hazelcast_port + index) unless ours already runs."""
+    proc = member_process(settings, index)
+    if proc.running():
+        return False
+    java = require_java()
+    port = settings.hazelcast_port + index
+    if port_open("127.0.0.1", port):
+        raise StackError(
+            f"port {port} is already taken by a process this stack did not start: stop it, "
+            "or choose another port with FRAUD_HAZELCAST_PORT."
+        )
+    jars = resolve_jars("hazelcast", lib_root)
+    home = settings.stack_dir / "hazelcast"
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / f"member-{index + 1}.yaml"
+    config.write_text(member_config(settings, port))
+    argv = [
+        java, f"-Xms{settings.hazelcast_heap}", f"-Xmx{settings.hazelcast_heap}",
+        "-XX:+UseG1GC", "-Djava.net.preferIPv4Stack=true",
+        f"-Dhazelcast.config={config}", *ADD_OPENS, "-cp", f"{jars}/*", MAIN_CLASS,
+    ]
+    proc.start(argv, cwd=home)
+    return True
+
+
+def wait_for_member(settings: Settings, index: int = 0, timeout: float = 120.0) -> None:
+    port = settings.hazelcast_port + index
+    wait_until(lambda: port_open("127.0.0.1", port), timeout,
+               f"Hazelcast on 127.0.0.1:{port}", member_process(settings, index))
+
+
+def running_members(settings: Settings) -> list[int]:
+    return [i for i in range(MEMBER_SLOTS) if member_process(settings, i).running()]

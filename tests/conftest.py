@@ -1,0 +1,57 @@
+"""Shared fixtures. The real local stack is started once per test run (session scope), on
+test-only ports and a test-only state directory, and stopped by the same run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data" / "sparkov_2023_train.csv.gz"
+SHARED_SCHEMAS = ROOT.parent / "shared" / "schemas"
+
+# Test ports and state: a developer's own stack (default ports, .fraud/) keeps running.
+TEST_ENV = {
+    "FRAUD_STATE_DIR": os.environ.get("FRAUD_STATE_DIR", str(ROOT / ".fraud-test")),
+    "FRAUD_KAFKA_PORT": "19092",
+    "FRAUD_KAFKA_CONTROLLER_PORT": "19093",
+    "FRAUD_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092",
+    "FRAUD_HAZELCAST_PORT": "15701",
+    "FRAUD_HAZELCAST_MEMBERS": "127.0.0.1:15701",
+    "FRAUD_HAZELCAST_CLUSTER_NAME": "fraud-test",
+    "FRAUD_PROMETHEUS_PORT": "19090",
+    "FRAUD_METRICS_PORT": "13030",
+}
+os.environ.update(TEST_ENV)
+
+
+def shared_data_or_skip() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"the shared data set is not at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def settings():  # type: ignore[no-untyped-def]
+    from service.settings import load_settings
+
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def stack(settings) -> Iterator[object]:  # type: ignore[no-untyped-def]
+    """The real stack (Kafka, Hazelcast, Prometheus), fresh for this run, stopped after it."""
+    from stack.local import stack_down, stack_up
+
+    stack_down(settings, say=lambda _: None)
+    for name in ("kafka", "hazelcast", "prometheus", "run"):
+        shutil.rmtree(settings.stack_dir / name, ignore_errors=True)
+    try:
+        stack_up(settings, say=print)
+        yield settings
+    finally:
+        stack_down(settings, say=print)
