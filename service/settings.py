@@ -63,7 +63,11 @@ class Settings(BaseSettings):
     event_time_max: int = EVENT_TIME_MAX_DEFAULT
     allowed_lateness_seconds: int = 3600
 
+    # Run mode: exit once every partition is read to its end (`fraud run --drain`)
+    drain: bool = False
+
     # Recovery
+    recovery_directory: Path | None = None
     recovery_partitions: int = 1
     snapshot_interval_seconds: float = 10.0
     backup_interval_seconds: float = 0.0
@@ -96,7 +100,7 @@ class Settings(BaseSettings):
 
     @property
     def recovery_dir(self) -> Path:
-        return self.state_dir / "recovery"
+        return self.recovery_directory or self.state_dir / "recovery"
 
     @property
     def models_dir(self) -> Path:
