@@ -57,11 +57,10 @@ def dataflow_command(settings: Settings, workers: int, processes: int, index: in
 
 
 def dataflow_env(settings: Settings, index: int, drain: bool) -> dict[str, str]:
-    env = dict(os.environ)
+    env = {**os.environ, **settings.to_environment()}
     env["BYTEWAX_DATAFLOW_API_ENABLED"] = "true"
     env["BYTEWAX_DATAFLOW_API_PORT"] = str(settings.metrics_port + index)
     env["FRAUD_DRAIN"] = "true" if drain else "false"
-    env["FRAUD_STATE_DIR"] = str(settings.state_dir)
     # dataflow.py lives at the project root (or in site-packages when installed)
     root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")

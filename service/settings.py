@@ -128,6 +128,18 @@ class Settings(BaseSettings):
         """Extra librdkafka keys for bytewax's KafkaSource/KafkaSink (brokers passed apart)."""
         return {k: str(v) for k, v in self.kafka_config().items() if k != "bootstrap.servers"}
 
+    def to_environment(self) -> dict[str, str]:
+        """These settings as FRAUD_* variables, for child processes (the dataflow)."""
+        env = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is None:
+                continue
+            if name == "kafka_sasl_password" and self.kafka_sasl_password is not None:
+                value = self.kafka_sasl_password.get_secret_value()
+            env[f"FRAUD_{name.upper()}"] = str(value).lower() if isinstance(value, bool) \
+                else str(value)
+        return env
+
     def public_summary(self) -> dict[str, Any]:
         """Settings safe to print: secrets are masked."""
         data = self.model_dump(mode="json")

@@ -43,6 +43,9 @@ class Telemetry:
     def model_rejected(self, reason: str) -> None:
         pass
 
+    def watch_reference(self, reference: Any) -> None:
+        pass
+
     def check_reference_data(self, client: Any, settings: Settings) -> None:
         """Log (and, with metrics, report) empty reference maps: after a cluster restart
         Hazelcast Community Edition comes back empty and `fraud load` must run again."""

@@ -55,3 +55,52 @@ def stack(settings) -> Iterator[object]:  # type: ignore[no-untyped-def]
         yield settings
     finally:
         stack_down(settings, say=print)
+
+
+@pytest.fixture
+def isolated(stack, tmp_path):  # type: ignore[no-untyped-def]
+    """Settings with this test's own topics, maps and recovery store, on the shared stack."""
+    import uuid
+
+    from messaging.topics import ensure_topics
+
+    tag = uuid.uuid4().hex[:8]
+    settings = stack.model_copy(update={
+        "topic_transactions": f"transactions-{tag}",
+        "topic_dead_letters": f"dlq-{tag}",
+        "topic_alerts": f"alerts-{tag}",
+        "map_predictions": f"predictions_{tag}",
+        "map_customers": f"customers_{tag}",
+        "map_merchants": f"merchants_{tag}",
+        "map_models": f"models_{tag}",
+        "recovery_directory": tmp_path / "recovery",
+        "state_dir": tmp_path / "state",
+    })
+    ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def small_csv(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A small generated data set (deterministic)."""
+    from datagen.generator import GeneratorConfig, write_csv
+
+    path = tmp_path_factory.mktemp("data") / "small.csv"
+    write_csv(GeneratorConfig(customers=150, days=20, start="2024-03-01", seed=11), path,
+              progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A real (small) LightGBM model trained by `fraud train` on generated data."""
+    from datagen.generator import GeneratorConfig, write_csv
+    from scoring.train import train_from_csv
+
+    root = tmp_path_factory.mktemp("model")
+    data = root / "train.csv"
+    write_csv(GeneratorConfig(customers=400, days=40, start="2024-01-01", seed=3), data,
+              progress=False)
+    out = root / "model"
+    train_from_csv(data, out)
+    return out
