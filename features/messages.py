@@ -154,7 +154,7 @@ def _number(obj: dict[str, Any], name: str) -> float:
     value: Any = obj.get(name)
     tp = type(value)
     if tp is float:
-        return value  # type: ignore[no-any-return]
+        return value
     if tp is int:
         return float(value)
     if value is None:
