@@ -17,6 +17,10 @@ watermark never decreases). Such events are dropped by a sweep that runs at most
 hour of watermark progress; cards with nothing left are deleted. Eviction therefore never
 changes a non-late event's features; late events see what is left (deterministically: the
 sweep schedule depends on event times and arrival order only, and is part of snapshots).
+A sweep costs O(cards), so it also waits until at least as many events as there are cards
+were stored since the previous one: O(1) amortised per event even when a fast replay moves
+the watermark by hours per batch. State is thereby bounded by the live windows plus at most
+one sweep interval of events (or one event per card).
 
 Storage per card: two parallel Python lists (times sorted ascending, amounts), insertion by
 bisect (in-order events append).
@@ -122,7 +126,15 @@ class PartitionFeatureState:
     `evict=False` keeps everything (for tests proving that eviction changes nothing).
     """
 
-    __slots__ = ("_allowed_lateness", "_cards", "_events", "_evict", "_max_time", "_next_sweep")
+    __slots__ = (
+        "_allowed_lateness",
+        "_cards",
+        "_events",
+        "_events_after_sweep",
+        "_evict",
+        "_max_time",
+        "_next_sweep",
+    )
 
     def __init__(self, allowed_lateness: int = 3600, *, evict: bool = True) -> None:
         if allowed_lateness < 0:
@@ -131,6 +143,7 @@ class PartitionFeatureState:
         self._evict = evict
         self._cards: dict[str, tuple[array[int], array[float]]] = {}
         self._events = 0
+        self._events_after_sweep = 0
         self._max_time: int | None = None
         self._next_sweep: int | None = None
 
@@ -265,9 +278,13 @@ class PartitionFeatureState:
         watermark = t - self._allowed_lateness
         if self._next_sweep is None:
             self._next_sweep = watermark + SWEEP_INTERVAL
-        elif watermark >= self._next_sweep:
+        elif (
+            watermark >= self._next_sweep
+            and self._events - self._events_after_sweep >= len(self._cards)
+        ):
             self._sweep(watermark - MONTH)
             self._next_sweep = watermark + SWEEP_INTERVAL
+            self._events_after_sweep = self._events
 
     def _sweep(self, horizon: int) -> None:
         """Drop events with time <= horizon; delete cards left empty."""
@@ -306,6 +323,7 @@ class PartitionFeatureState:
             sys.byteorder,
             self._max_time,
             self._next_sweep,
+            self._events_after_sweep,
             names,
             lengths.tobytes(),
             times.tobytes(),
@@ -332,7 +350,16 @@ class PartitionFeatureState:
             )
         try:
             body = _SafeUnpickler(bytes(data[_HEADER.size :])).load()
-            byteorder, max_time, next_sweep, names, b_lengths, b_times, b_cums = body
+            (
+                byteorder,
+                max_time,
+                next_sweep,
+                events_after_sweep,
+                names,
+                b_lengths,
+                b_times,
+                b_cums,
+            ) = body
             lengths = array("q")
             lengths.frombytes(b_lengths)
             times = array("q")
@@ -356,6 +383,7 @@ class PartitionFeatureState:
         state = cls(allowed_lateness, evict=evict)
         state._max_time = max_time
         state._next_sweep = next_sweep
+        state._events_after_sweep = events_after_sweep
         cards = state._cards
         offset = 0
         for i, (name, n) in enumerate(zip(names, lengths, strict=True)):
