@@ -284,7 +284,7 @@ def _make_customers(config: GeneratorConfig, rng: np.random.Generator) -> Custom
     job = [ref.JOBS[i] for i in rng.integers(0, len(ref.JOBS), size=n).tolist()]
     age = np.clip(rng.normal(46.0, 17.0, size=n), 18.0, 95.0)
     start_ordinal = config.start_date.toordinal()
-    dob_ordinal = start_ordinal - np.floor(age * 365.2425).astype(np.int64)
+    dob_ordinal = start_ordinal - np.ceil(age * 365.25).astype(np.int64) - 1
     dob = [dt.date.fromordinal(o).isoformat() for o in dob_ordinal.tolist()]
     age = (start_ordinal - dob_ordinal) / 365.2425
 
