@@ -59,7 +59,8 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
     config = GeneratorConfig(customers=args.customers, days=args.days, start=args.start,
                              seed=args.seed)
-    write_csv(config, args.out, progress=not args.quiet)
+    report = write_csv(config, args.out, progress=not args.quiet)
+    print(report.summary())
     return 0
 
 
