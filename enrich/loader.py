@@ -109,8 +109,8 @@ def write_reference_data(settings: Settings, data: ReferenceData) -> None:
     client = connect(settings, near_cache=False)
     try:
         create_all_mappings(settings, client)
-        customers = client.get_map(settings.map_customers).blocking()
-        merchants = client.get_map(settings.map_merchants).blocking()
+        customers: Any = client.get_map(settings.map_customers).blocking()
+        merchants: Any = client.get_map(settings.map_merchants).blocking()
         now = int(time.time())
         for batch in _batches(
             ((k, HazelcastJsonValue(orjson.dumps(customer_value(c, now)).decode()))

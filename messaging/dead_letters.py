@@ -58,6 +58,13 @@ class DeadLetterSink(DynamicSink[DeadLetter]):
         return _DeadLetterPartition(self._settings, self._telemetry)
 
 
+def decoded_headers(msg: Any) -> dict[str, str]:
+    out = {}
+    for name, value in msg.headers() or []:
+        out[name] = value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+    return out
+
+
 def read_dead_letters(settings: Settings, timeout: float = 10.0,
                       group: str | None = None) -> list[tuple[Any, dict[str, str]]]:
     """Every message of the dead-letter topic (from the start) with decoded headers."""
@@ -77,10 +84,9 @@ def read_dead_letters(settings: Settings, timeout: float = 10.0,
             if msg is None:
                 continue
             if msg.error():
-                eof.add(msg.partition())
+                eof.add(msg.partition() or 0)
                 continue
-            headers = {k: v.decode(errors="replace") for k, v in (msg.headers() or [])}
-            out.append((msg, headers))
+            out.append((msg, decoded_headers(msg)))
         return out
     finally:
         consumer.close()
@@ -113,10 +119,10 @@ def redrive_command(settings: Settings, limit: int | None = None,
             if msg is None:
                 continue
             if msg.error():
-                eof.add(msg.partition())
+                eof.add(msg.partition() or 0)
                 continue
-            eof.discard(msg.partition())
-            headers = {k: v.decode(errors="replace") for k, v in (msg.headers() or [])}
+            eof.discard(msg.partition() or 0)
+            headers = decoded_headers(msg)
             if reason is not None and headers.get("reason") != reason:
                 skipped += 1
                 continue

@@ -13,8 +13,12 @@ from confluent_kafka import Producer
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Message = tuple[bytes | None, bytes | None, list[tuple[str, bytes]] | None]
+Message = tuple[bytes | None, bytes | None, Any]
 MAX_BACKOFF_SECONDS = 10.0
+
+
+def _callback(report: Callable[[Any, Any, T], None], item: T) -> Callable[[Any, Any], None]:
+    return lambda err, msg: report(err, msg, item)
 
 
 def produce_acknowledged(producer: Producer, topic: str, items: Sequence[T],
@@ -34,7 +38,7 @@ def produce_acknowledged(producer: Producer, topic: str, items: Sequence[T],
             while True:
                 try:
                     producer.produce(topic, value, key, headers=headers,
-                                     on_delivery=lambda e, m, it=item: report(e, m, it))
+                                     on_delivery=_callback(report, item))
                     break
                 except BufferError:
                     producer.poll(0.05)

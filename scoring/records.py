@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import math
-import time
 from typing import Any
 
-from features.geo import haversine_km
+from features.derived import derive
 from features.messages import Transaction
-from features.reference import Customer, Merchant, age_group, age_years
+from features.reference import Customer, Merchant
 from features.trailing import TrailingFeatures
 
 TOP_K = 3
-
-
-def transaction_date(unix_time: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(unix_time))
-
-
-def _finite_or_none(value: float) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)
 
 
 def prediction_record(txn: Transaction, trailing: TrailingFeatures, customer: Customer | None,
@@ -27,10 +17,11 @@ def prediction_record(txn: Transaction, trailing: TrailingFeatures, customer: Cu
                       inference_time_ns: int, model_version: str,
                       contributions: list[tuple[str, float]] | None = None) -> dict[str, Any]:
     """One predictionResult value (JSON-ready, json-flat mapping)."""
+    derived = derive(txn, customer)
     record: dict[str, Any] = {
         "transaction_number": txn.trans_num,
-        "transaction_date": transaction_date(txn.unix_time),
-        "timestamp_ms": txn.unix_time * 1000,
+        "transaction_date": derived.transaction_date,
+        "timestamp_ms": derived.timestamp_ms,
         "amount": txn.amt,
         "merchant": txn.merchant,
         "category": txn.category,
@@ -40,11 +31,11 @@ def prediction_record(txn: Transaction, trailing: TrailingFeatures, customer: Cu
         "customer_name": None,
         "customer_city": None,
         "customer_state": None,
-        "customer_age_group": None,
+        "customer_age_group": derived.customer_age_group,
         "customer_gender": None,
         "customer_lat": None,
         "customer_lon": None,
-        "distance_from_home": None,
+        "distance_from_home": derived.distance_from_home,
         "transactions_last_24_hours": trailing.transactions_last_24_hours,
         "transactions_last_week": trailing.transactions_last_week,
         "amount_spent_last_24_hours": trailing.amount_spent_last_24_hours,
@@ -63,13 +54,7 @@ def prediction_record(txn: Transaction, trailing: TrailingFeatures, customer: Cu
             customer_gender=customer.gender,
             customer_lat=customer.lat,
             customer_lon=customer.long,
-            distance_from_home=_finite_or_none(
-                haversine_km(customer.lat, customer.long, txn.merch_lat, txn.merch_long)),
         )
-        try:
-            record["customer_age_group"] = age_group(age_years(customer.dob, txn.unix_time))
-        except ValueError:
-            record["customer_age_group"] = None
     if contributions:
         for i, (name, value) in enumerate(contributions[:TOP_K], start=1):
             record[f"top_feature_{i}"] = name

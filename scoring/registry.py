@@ -83,7 +83,7 @@ def publish(settings: Settings, model_dir: Path, client: Any = None) -> str:
     own = client is None
     hz = client or connect(settings, near_cache=False)
     try:
-        models = hz.get_map(settings.map_models).blocking()
+        models: Any = hz.get_map(settings.map_models).blocking()
         payload = {name: base64.b64encode(data).decode() for name, data in files.items()}
         models.put(model.version, orjson.dumps(payload).decode())
         models.put(CURRENT_KEY, model.version)
@@ -136,7 +136,8 @@ class ModelProvider:
         try:
             from streaming.sinks import shared_client
 
-            models = shared_client(self._settings).get_map(self._settings.map_models).blocking()
+            models: Any = shared_client(self._settings).get_map(
+                self._settings.map_models).blocking()
             version = models.get(CURRENT_KEY)
             if not version or self._model is None or version == self._model.version \
                     or version in self._rejected:

@@ -123,7 +123,7 @@ def train_from_csv(data: Path, out: Path, valid_fraction: float = 0.2, seed: int
         raise ValueError("both the training and the validation period need fraudulent rows")
     say(f"fitting LightGBM on {int((~valid).sum()):,} rows, validating on {int(valid.sum()):,}")
     booster = fit(fs.x[~valid], fs.y[~valid], fs.x[valid], fs.y[valid], seed)
-    p_valid = booster.predict(fs.x[valid], num_threads=1)
+    p_valid = np.asarray(booster.predict(fs.x[valid], num_threads=1))
     threshold = best_f1_threshold(fs.y[valid], p_valid)
     metrics = quality_metrics(fs.y[valid], p_valid, threshold)
     say("validation: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k != "n"))

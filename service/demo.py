@@ -16,7 +16,6 @@ def step(message: str) -> None:
 
 def run_demo(settings: Settings, transactions: int = 100_000, customers: int = 1000) -> int:
     from datagen.generator import GeneratorConfig, write_csv
-
     from enrich.loader import load_reference_data
     from enrich.sql_console import query_rows
     from messaging.producer import produce_csv
@@ -35,9 +34,9 @@ def run_demo(settings: Settings, transactions: int = 100_000, customers: int = 1
     data = demo_dir / f"transactions-{customers}c-{transactions}.csv"
     step(f"synthetic data: {data.name}")
     if not data.exists():
-        days = max(7, round(transactions / (customers * 2.2)))
-        write_csv(GeneratorConfig(customers=customers, days=days, start="2024-01-01", seed=42),
-                  data, progress=True, limit=transactions)
+        config = GeneratorConfig.for_transactions(transactions, cards=customers,
+                                                  start="2024-01-01", seed=42)
+        print(write_csv(config, data, progress=True).summary(), file=sys.stderr)
     else:
         print("already generated", file=sys.stderr)
 
@@ -81,9 +80,8 @@ def run_demo(settings: Settings, transactions: int = 100_000, customers: int = 1
         "SELECT transaction_number, transaction_date, credit_card_number, customer_name, "
         "category, amount, fraud_probability, top_feature_1 "
         f'FROM "{settings.map_predictions}" ORDER BY fraud_probability DESC LIMIT 10'))
-    from features.messages import mask_card
-
     from enrich.sql_console import format_table
+    from features.messages import mask_card
 
     card = names.index("credit_card_number")
     masked = [[mask_card(str(v)) if i == card else v for i, v in enumerate(row)] for row in top]

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from features.vector import feature_matrix
+from features.vector import feature_matrix, feature_row
 
 from enrich.lookups import ReferenceLookup
 from scoring.model import LoadedModel
@@ -43,7 +43,8 @@ class BatchScorer:
         merchants = self._reference.merchants({t.merchant for t in txns})
         cust = [customers.get(t.cc_num) for t in txns]
         merch = [merchants.get(t.merchant) for t in txns]
-        x = feature_matrix(list(zip(txns, trailing, cust, merch, strict=True)))
+        x = feature_matrix([feature_row(t, f, c, m)
+                            for t, f, c, m in zip(txns, trailing, cust, merch, strict=True)])
         enriched = time.perf_counter()
         self._observe("enrich", enriched - began)
 

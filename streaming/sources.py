@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.connectors.kafka import _KafkaSourcePartition as _BytewaxKafkaPartition
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -43,7 +42,7 @@ class _BatchPartition(_BytewaxKafkaPartition):
                 continue
             keys.append(msg.key())
             values.append(msg.value())
-            offsets.append(msg.offset())
+            offsets.append(msg.offset() or 0)
             kind, stamp = msg.timestamp()
             stamps.append(stamp if kind and stamp > 0 else now_ms)
         if offsets:
@@ -134,7 +133,3 @@ class CsvBatchSource(FixedPartitionedSource[RawBatch, int]):
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _CsvPartition:
         return _CsvPartition(self._path, self._partitions, self._batch_size, self._limit,
                              resume_state)
-
-
-def message_value(record: dict[str, Any]) -> bytes:
-    return orjson.dumps(record)

@@ -81,7 +81,7 @@ class PrometheusTelemetry(Telemetry):
                             ("merchants", settings.map_merchants)):
             try:
                 size = client.get_map(name).blocking().size()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("could not size map %s: %s", name, exc)
                 continue
             metrics.set_reference_data_missing(label, size == 0)

@@ -36,14 +36,14 @@ def shared_data_or_skip() -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings():  # type: ignore[no-untyped-def]
+def settings():
     from service.settings import load_settings
 
     return load_settings()
 
 
 @pytest.fixture(scope="session")
-def stack(settings) -> Iterator[object]:  # type: ignore[no-untyped-def]
+def stack(settings) -> Iterator[object]:
     """The real stack (Kafka, Hazelcast, Prometheus), fresh for this run, stopped after it."""
     from stack.local import stack_down, stack_up
 
@@ -58,7 +58,7 @@ def stack(settings) -> Iterator[object]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def isolated(stack, tmp_path):  # type: ignore[no-untyped-def]
+def isolated(stack, tmp_path):
     """Settings with this test's own topics, maps and recovery store, on the shared stack."""
     import uuid
 
@@ -81,7 +81,7 @@ def isolated(stack, tmp_path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def small_csv(tmp_path_factory):  # type: ignore[no-untyped-def]
+def small_csv(tmp_path_factory):
     """A small generated data set (deterministic)."""
     from datagen.generator import GeneratorConfig, write_csv
 
@@ -92,7 +92,7 @@ def small_csv(tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="session")
-def trained_model(tmp_path_factory):  # type: ignore[no-untyped-def]
+def trained_model(tmp_path_factory):
     """A real (small) LightGBM model trained by `fraud train` on generated data."""
     from datagen.generator import GeneratorConfig, write_csv
     from scoring.train import train_from_csv

@@ -106,7 +106,7 @@ def e2e(isolated, small_csv, trained_model, tmp_path):  # type: ignore[no-untype
     first_time = orjson.loads(good[0][1])["unix_time"]
     mixed = list(good)
     for i, (key, value, _reason) in enumerate(BAD_MESSAGES):
-        mixed.insert(37 * (i + 1), (key, value))  # type: ignore[arg-type]
+        mixed.insert(37 * (i + 1), (key, value))
     mixed.insert(500, unknown_message(first_time + 3600))
     report = produce_messages(settings, iter(mixed))
     assert report.failed == 0
