@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from features.reference import Customer, Merchant, age_group, age_years, reference_from_row
 
+from features.reference import Customer, Merchant, age_group, age_years, reference_from_row
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def load_reference_data(settings: Settings, path: Path, progress: bool = True) -
     from datagen.csv_rows import iter_rows
 
     began = time.monotonic()
-    data = collect_reference_data(iter_rows(path), progress=progress)
+    data = collect_reference_data(iter_rows(path, strict=False), progress=progress)
     write_reference_data(settings, data)
     return LoadReport(len(data.customers), len(data.merchants), data.rows,
                       data.rejected_count, data.rejected, time.monotonic() - began)

@@ -66,31 +66,45 @@ def _merchant_from_json(text: str) -> Merchant:
 
 
 class HazelcastReference:
-    """`customers` / `merchants` through the client's near cache, one `get_all` per batch."""
+    """`customers` / `merchants` through the client's near cache, looked up per batch.
+
+    The Python client's `get_all` reads its near cache but never fills it; `get` does both.
+    So a batch issues one asynchronous `get` per distinct key: hits complete at once from the
+    near cache, misses go to the cluster together and fill it.
+    """
 
     def __init__(self, settings: Settings, client: Any) -> None:
-        self._customers = client.get_map(settings.map_customers).blocking()
-        self._merchants = client.get_map(settings.map_merchants).blocking()
+        self._customers = client.get_map(settings.map_customers)
+        self._merchants = client.get_map(settings.map_merchants)
         self._parsed_customers = _ParsedCache(_customer_from_json, settings.near_cache_max_size)
         self._parsed_merchants = _ParsedCache(_merchant_from_json, settings.near_cache_max_size)
 
+    @staticmethod
+    def _lookup(proxy: Any, keys: Iterable[str], parsed: _ParsedCache) -> dict[str, Any]:
+        pending = [(key, proxy.get(key)) for key in keys]
+        found = {}
+        for key, future in pending:
+            value = future.result()
+            if value is not None:
+                found[key] = parsed.get(key, value.to_string())
+        return found
+
     def customers(self, cards: Iterable[str]) -> dict[str, Customer]:
-        found = self._customers.get_all(list(cards))
-        return {k: self._parsed_customers.get(k, v.to_string()) for k, v in found.items()}
+        return self._lookup(self._customers, cards, self._parsed_customers)
 
     def merchants(self, names: Iterable[str]) -> dict[str, Merchant]:
-        found = self._merchants.get_all(list(names))
-        return {k: self._parsed_merchants.get(k, v.to_string()) for k, v in found.items()}
+        return self._lookup(self._merchants, names, self._parsed_merchants)
 
     def near_cache_stats(self) -> dict[str, tuple[int, int]]:
         """(hits, misses) so far per map, from the client's near caches."""
         stats = {}
         for name, proxy in (("customers", self._customers), ("merchants", self._merchants)):
-            cache = getattr(getattr(proxy, "_wrapped", proxy), "_near_cache", None)
+            cache = getattr(proxy, "_near_cache", None)
             if cache is not None:
                 s = cache.get_statistics()
                 stats[name] = (int(s.get("hits", 0)), int(s.get("misses", 0)))
         return stats
 
     def map_sizes(self) -> dict[str, int]:
-        return {"customers": self._customers.size(), "merchants": self._merchants.size()}
+        return {"customers": self._customers.size().result(),
+                "merchants": self._merchants.size().result()}

@@ -18,9 +18,9 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+
 from features.frame import compute_features
 from features.vector import FEATURE_NAMES
-
 from scoring.metrics import best_f1_threshold, quality_metrics
 from scoring.model import METADATA_FILE, MODEL_FILE, model_version
 from service.settings import Settings

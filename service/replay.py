@@ -48,7 +48,7 @@ def replay_csv(settings: Settings, data: Path, out: Path, model_dir: Path | None
     if not data.exists():
         raise FileNotFoundError(f"no such CSV: {data}")
     began = time.monotonic()
-    reference = collect_reference_data(iter_rows(data))
+    reference = collect_reference_data(iter_rows(data, strict=False))
     model = load_model(model_dir or default_model_dir(settings), compiled=True,
                        cache_dir=settings.cache_dir)
     scorer = BatchScorer(lambda: model, InMemoryReference(reference.customers,

@@ -69,8 +69,8 @@ class Settings(BaseSettings):
     # Recovery
     recovery_directory: Path | None = None
     recovery_partitions: int = 1
-    snapshot_interval_seconds: float = 10.0
-    backup_interval_seconds: float = 0.0
+    snapshot_interval_seconds: int = 10
+    backup_interval_seconds: int = 0
 
     # Local stack ports (all on 127.0.0.1)
     kafka_port: int = 9092

@@ -6,9 +6,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from features.vector import feature_matrix, feature_row
-
 from enrich.lookups import ReferenceLookup
+from features.vector import feature_matrix, feature_row
 from scoring.model import LoadedModel
 from scoring.records import prediction_record
 from streaming.batches import FeaturedBatch, ScoredBatch

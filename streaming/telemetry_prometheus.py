@@ -7,7 +7,7 @@ import logging
 import threading
 from typing import Any
 
-from observability import metrics
+import observability.metrics as metrics
 from service.settings import Settings
 from streaming.batches import FeaturedBatch, ParsedBatch, RawBatch, ScoredBatch
 from streaming.telemetry import Telemetry

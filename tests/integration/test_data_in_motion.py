@@ -89,14 +89,15 @@ def test_load_counts_match_the_csv_and_are_idempotent(isolated, small_csv):
 def test_load_reports_bad_rows_and_keeps_going(isolated, small_csv, tmp_path):
     from enrich.loader import load_reference_data
 
-    lines = small_csv.read_text().splitlines()
-    header = lines[0].split(",")
-    bad = lines[2].split(",")
-    bad[header.index("lat")] = "not-a-latitude"
-    lines[2] = ",".join(bad)
-    lines.insert(4, "1,2,3")  # too few fields
+    import csv
+
+    with open(small_csv, newline="") as f:
+        rows = list(csv.reader(f))
+    rows[2][rows[0].index("lat")] = "not-a-latitude"  # file line 3
+    rows.insert(4, ["1", "2", "3"])  # file line 5: too few fields
     path = tmp_path / "with-bad-rows.csv"
-    path.write_text("\n".join(lines) + "\n")
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
     report = load_reference_data(isolated, path, progress=False)
     assert report.rejected_count == 2
     assert {n for n, _ in report.rejected} == {3, 5}
