@@ -652,8 +652,9 @@ class GenerationReport:
         return self.rows / self.elapsed_s if self.elapsed_s > 0 else float("inf")
 
     def summary(self) -> str:
+        days = f"{self.days} day" + ("s" if self.days != 1 else "")
         return (f"generated {self.rows:,} transactions, {self.frauds:,} fraudulent "
-                f"({self.fraud_rate:.2%}), {self.cards:,} cards, {self.days} days from "
+                f"({self.fraud_rate:.2%}), {self.cards:,} cards, {days} from "
                 f"{self.start.isoformat()} -> {self.path} ({self.bytes_written / 1e6:,.1f} MB) "
                 f"in {self.elapsed_s:.2f} s, {self.rows_per_second:,.0f} rows/s")
 
