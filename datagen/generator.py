@@ -522,6 +522,24 @@ def _fraud(config: GeneratorConfig, people: Customers, legit_counts: IntArray,
                  cents=cents[keep], lat=mlat[keep], long=mlong[keep])
 
 
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a bijection of uint64 that scrambles all bits."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _transaction_ids(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 16) bytes: trans_num. The first half is random, the second a seeded bijection of
+    the row counter, so ids look random and are unique by construction."""
+    words = np.empty((n, 2), dtype=">u8")
+    words[:, 0] = rng.integers(0, np.iinfo(np.uint64).max, size=n, dtype=np.uint64,
+                               endpoint=True)
+    key = rng.integers(0, np.iinfo(np.uint64).max, dtype=np.uint64, endpoint=True)
+    words[:, 1] = _mix64(np.arange(n, dtype=np.uint64) + key)
+    return words.view(np.uint8).reshape(n, 16)
+
+
 def _time_then_id_order(t: IntArray, ids: np.ndarray) -> IntArray:
     """Row order by (t, trans_num): one sort on (t, first 32 id bits); a full sort only in
     the (rare) case of two rows with equal keys."""
@@ -557,7 +575,7 @@ def generate(config: GeneratorConfig) -> Transactions:
     is_fraud[legit.t.shape[0]:] = 1
 
     n = t.shape[0]
-    ids = np.frombuffer(r_ids.bytes(16 * n), dtype=np.uint8).reshape(n, 16)
+    ids = _transaction_ids(r_ids, n)
     order = _time_then_id_order(t, ids)
     return Transactions(
         config=config, customers=people, merchants=merchants, unix_time=t[order],
@@ -634,8 +652,9 @@ class GenerationReport:
         return self.rows / self.elapsed_s if self.elapsed_s > 0 else float("inf")
 
     def summary(self) -> str:
+        days = f"{self.days} day" + ("s" if self.days != 1 else "")
         return (f"generated {self.rows:,} transactions, {self.frauds:,} fraudulent "
-                f"({self.fraud_rate:.2%}), {self.cards:,} cards, {self.days} days from "
+                f"({self.fraud_rate:.2%}), {self.cards:,} cards, {days} from "
                 f"{self.start.isoformat()} -> {self.path} ({self.bytes_written / 1e6:,.1f} MB) "
                 f"in {self.elapsed_s:.2f} s, {self.rows_per_second:,.0f} rows/s")
 

@@ -159,6 +159,15 @@ def test_report_and_summary(tmp_path: Path) -> None:
         assert part in line
 
 
+def test_a_period_without_transactions_gives_a_header_only(tmp_path: Path) -> None:
+    config = GeneratorConfig(customers=1, days=1, seed=0, mean_daily_transactions=0.01)
+    report = write_csv(config, tmp_path / "empty.csv", progress=False)
+    assert report.rows == report.frauds == report.cards == 0
+    assert (tmp_path / "empty.csv").read_text() == ",".join(COLUMNS) + "\n"
+    assert "1 day from" in report.summary()
+    assert len(generate_frame(config)) == 0
+
+
 def test_progress_goes_to_stderr_only(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     import datagen.generator as gen
