@@ -15,8 +15,9 @@ SHARED_DATA = ROOT.parent / "shared" / "data" / "sparkov_2023_train.csv.gz"
 SHARED_SCHEMAS = ROOT.parent / "shared" / "schemas"
 
 # Test ports and state: a developer's own stack (default ports, .fraud/) keeps running.
+# Values already in the environment win (a second checkout can pick other ports).
 TEST_ENV = {
-    "FRAUD_STATE_DIR": os.environ.get("FRAUD_STATE_DIR", str(ROOT / ".fraud-test")),
+    "FRAUD_STATE_DIR": str(ROOT / ".fraud-test"),
     "FRAUD_KAFKA_PORT": "19092",
     "FRAUD_KAFKA_CONTROLLER_PORT": "19093",
     "FRAUD_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092",
@@ -26,7 +27,8 @@ TEST_ENV = {
     "FRAUD_PROMETHEUS_PORT": "19090",
     "FRAUD_METRICS_PORT": "13030",
 }
-os.environ.update(TEST_ENV)
+for _name, _value in TEST_ENV.items():
+    os.environ.setdefault(_name, _value)
 
 
 def shared_data_or_skip() -> Path:
