@@ -12,6 +12,7 @@ Configuration comes from the environment only (service/settings.py).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import bytewax.operators as op
@@ -66,6 +67,9 @@ def build_live_flow(settings: Settings, drain: bool = False) -> Dataflow:
     from streaming.sinks import HazelcastPredictionSink, shared_client
     from streaming.sources import KafkaBatchSource
 
+    from streaming import faults
+
+    faults.arm(settings.test_crash_at)  # test only; off unless FRAUD_TEST_CRASH_AT is set
     telemetry = PrometheusTelemetry()
     source = KafkaBatchSource(
         [settings.kafka_bootstrap_servers], [settings.topic_transactions], tail=not drain,
@@ -99,6 +103,16 @@ class _LazyReference:
         return self._get().merchants(names)
 
 
+def configure_logging(level: str) -> None:
+    """One line per record on stderr (the process log), with time and logger name. Card
+    numbers are never logged in clear (features.messages.mask_card)."""
+    import logging
+
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
+    logging.getLogger("hazelcast").setLevel(logging.WARNING)
+
+
 def __getattr__(name: str) -> Any:
     """`dataflow:flow` is built on first access, from the environment, so that importing
     this module (replay, tests) builds nothing live."""
@@ -106,6 +120,7 @@ def __getattr__(name: str) -> Any:
         from service.settings import load_settings
 
         settings = load_settings()
+        configure_logging(settings.log_level)
         built = build_live_flow(settings, drain=settings.drain)
         globals()["flow"] = built
         return built

@@ -73,7 +73,8 @@ class HazelcastReference:
     near cache, misses go to the cluster together and fill it.
     """
 
-    def __init__(self, settings: Settings, client: Any) -> None:
+    def __init__(self, settings: Settings, client: Any, retry: bool = True) -> None:
+        self._retry = retry
         self._customers = client.get_map(settings.map_customers)
         self._merchants = client.get_map(settings.map_merchants)
         self._parsed_customers = _ParsedCache(_customer_from_json, settings.near_cache_max_size)
@@ -89,11 +90,24 @@ class HazelcastReference:
                 found[key] = parsed.get(key, value.to_string())
         return found
 
+    def _held(self, proxy: Any, keys: Iterable[str], parsed: _ParsedCache,
+              what: str) -> dict[str, Any]:
+        """The lookup, retried with backoff while the cluster is unreachable: the flow holds
+        (a lookup that raised would crash the worker)."""
+        wanted = list(keys)
+        if not self._retry:
+            return self._lookup(proxy, wanted, parsed)
+        from enrich.retry import retry_with_backoff
+
+        found, _failures = retry_with_backoff(lambda: self._lookup(proxy, wanted, parsed),
+                                              f"looking up {len(wanted)} {what}")
+        return found
+
     def customers(self, cards: Iterable[str]) -> dict[str, Customer]:
-        return self._lookup(self._customers, cards, self._parsed_customers)
+        return self._held(self._customers, cards, self._parsed_customers, "customers")
 
     def merchants(self, names: Iterable[str]) -> dict[str, Merchant]:
-        return self._lookup(self._merchants, names, self._parsed_merchants)
+        return self._held(self._merchants, names, self._parsed_merchants, "merchants")
 
     def near_cache_stats(self) -> dict[str, tuple[int, int]]:
         """(hits, misses) so far per map, from the client's near caches."""

@@ -65,12 +65,22 @@ class Settings(BaseSettings):
 
     # Run mode: exit once every partition is read to its end (`fraud run --drain`)
     drain: bool = False
+    log_level: str = "INFO"
+
+    # Reliability: Hazelcast calls give up after this long and are retried with backoff (the
+    # flow holds meanwhile); the reference maps are checked for emptiness this often.
+    hazelcast_invocation_timeout_seconds: float = 15.0
+    reference_check_interval_seconds: float = 30.0
+    # Test only: kill -9 the dataflow at a chosen point (streaming/faults.py). Never in prod.
+    test_crash_at: str | None = None
 
     # Recovery
     recovery_directory: Path | None = None
     recovery_partitions: int = 1
     snapshot_interval_seconds: int = 10
     backup_interval_seconds: int = 0
+    # timely's inter-process ports on 127.0.0.1 for `fraud run --processes P` (base .. base+P-1)
+    cluster_base_port: int = 2101
 
     # Local stack ports (all on 127.0.0.1)
     kafka_port: int = 9092
@@ -164,6 +174,11 @@ Environment (all optional, prefix FRAUD_):
   FRAUD_MAP_PREDICTIONS           (default predictionResult)
   FRAUD_MODEL_DIR                 model directory (default: the published model)
   FRAUD_METRICS_PORT              bytewax API / metrics port (default 3030)
+  FRAUD_SNAPSHOT_INTERVAL_SECONDS recovery snapshot (epoch) interval, whole seconds (default 10)
+  FRAUD_RECOVERY_DIRECTORY        recovery store (default FRAUD_STATE_DIR/recovery)
+  FRAUD_ALLOWED_LATENESS_SECONDS  out-of-order events counted normally up to this (default 3600)
+  FRAUD_CLUSTER_BASE_PORT         first inter-process port of `fraud run --processes` (2101)
+  FRAUD_LOG_LEVEL                 dataflow log level (default INFO)
   FRAUD_KAFKA_PORT, FRAUD_HAZELCAST_PORT, FRAUD_PROMETHEUS_PORT   local stack ports
 """
 

@@ -11,22 +11,49 @@ from typing import Any
 import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from enrich.retry import retry_with_backoff
 from messaging.delivery import produce_acknowledged
 from service.settings import Settings
+from streaming import faults
 from streaming.batches import DeadLetter, ScoredBatch
 from streaming.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_SECONDS = 10.0
-
 _client_lock = threading.Lock()
 _clients: dict[str, Any] = {}
+_watches: dict[str, ConnectionWatch] = {}
+
+
+class ConnectionWatch:
+    """Counts the client's reconnections (lifecycle DISCONNECTED then CONNECTED), so that the
+    sink recreates the SQL mappings and re-checks the reference data after every outage, even
+    one short enough that no write failed (the client retries invocations by itself)."""
+
+    def __init__(self) -> None:
+        self.reconnects = 0
+        self.connected = True
+
+    def __call__(self, state: str) -> None:
+        if state == "DISCONNECTED":
+            self.connected = False
+            log.warning("lost the connection to the Hazelcast cluster: predictions are held "
+                        "(retried with backoff) until it is back")
+        elif state == "CONNECTED" and not self.connected:
+            self.connected = True
+            self.reconnects += 1
+            log.warning("reconnected to the Hazelcast cluster (reconnection %d)",
+                        self.reconnects)
+
+
+def _client_key(settings: Settings) -> str:
+    return f"{settings.hazelcast_cluster_name}@{settings.hazelcast_members}"
 
 
 def shared_client(settings: Settings) -> Any:
-    """One Hazelcast client per process (thread-safe), trying forever to (re)connect."""
-    key = f"{settings.hazelcast_cluster_name}@{settings.hazelcast_members}"
+    """One Hazelcast client per process (thread-safe), trying forever to (re)connect; its
+    calls give up after `hazelcast_invocation_timeout_seconds` (then callers retry)."""
+    key = _client_key(settings)
     with _client_lock:
         client = _clients.get(key)
         if client is None or not client.lifecycle_service.is_running():
@@ -34,29 +61,24 @@ def shared_client(settings: Settings) -> Any:
 
             log.info("connecting to Hazelcast %s (cluster %s)", settings.hazelcast_members,
                      settings.hazelcast_cluster_name)
-            client = connect(settings, timeout=-1)
+            watch = ConnectionWatch()
+            client = connect(settings, timeout=-1,
+                             invocation_timeout=settings.hazelcast_invocation_timeout_seconds,
+                             lifecycle_listeners=[watch])
             _clients[key] = client
+            _watches[key] = watch
         return client
+
+
+def connection_watch(settings: Settings) -> ConnectionWatch:
+    shared_client(settings)
+    return _watches[_client_key(settings)]
 
 
 def retry_forever(action: Any, what: str, telemetry: Telemetry) -> Any:
     """Run ``action`` until it succeeds, with capped exponential backoff: the flow holds (and
     Kafka keeps the unread messages) instead of dropping predictions."""
-    delay = 0.2
-    failures = 0
-    while True:
-        try:
-            result = action()
-            if failures:
-                log.warning("%s succeeded again after %d failed attempts", what, failures)
-            return result, failures
-        except Exception as exc:
-            failures += 1
-            telemetry.sink_retry()
-            log.warning("%s failed (%s: %s); retrying in %.1f s", what, type(exc).__name__,
-                        exc, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+    return retry_with_backoff(action, what, telemetry.sink_retry)
 
 
 class _PredictionPartition(StatelessSinkPartition[ScoredBatch]):
@@ -68,8 +90,11 @@ class _PredictionPartition(StatelessSinkPartition[ScoredBatch]):
         self._settings = settings
         self._telemetry = telemetry
         self._client = shared_client(settings)
+        self._watch = connection_watch(settings)
+        self._seen_reconnects = self._watch.reconnects
         self._map = self._client.get_map(settings.map_predictions).blocking()
         self._alerts = Producer(producer_config(settings, **{"linger.ms": 5}))
+        self._next_reference_check = 0.0
         self._ensure_mappings()
 
     def _ensure_mappings(self) -> None:
@@ -77,6 +102,11 @@ class _PredictionPartition(StatelessSinkPartition[ScoredBatch]):
 
         retry_forever(lambda: create_all_mappings(self._settings, self._client),
                       "creating SQL mappings", self._telemetry)
+        self._check_reference_data()
+
+    def _check_reference_data(self) -> None:
+        self._next_reference_check = (time.monotonic()
+                                      + self._settings.reference_check_interval_seconds)
         self._telemetry.check_reference_data(self._client, self._settings)
 
     def write_batch(self, items: list[ScoredBatch]) -> None:
@@ -87,11 +117,19 @@ class _PredictionPartition(StatelessSinkPartition[ScoredBatch]):
             encoded = [orjson.dumps(r) for r in batch.records]
             entries = {r["transaction_number"]: HazelcastJsonValue(e.decode())
                        for r, e in zip(batch.records, encoded, strict=True)}
+            fraction = faults.reached("sink")
+            if fraction is not None:  # test only: die with the batch half written
+                part = dict(list(entries.items())[:int(len(entries) * fraction)])
+                self._map.put_all(part)
+                faults.crash("sink", f"after writing {len(part)} of {len(entries)} predictions")
             _, failures = retry_forever(lambda e=entries: self._map.put_all(e),
                                         f"writing {len(entries)} predictions", self._telemetry)
-            if failures:
+            if failures or self._watch.reconnects != self._seen_reconnects:
                 # The cluster may have restarted empty: mappings and reference data are gone.
+                self._seen_reconnects = self._watch.reconnects
                 self._ensure_mappings()
+            elif time.monotonic() >= self._next_reference_check:
+                self._check_reference_data()
             written_ms = time.time() * 1000
             flagged = [(r, e) for r, e in zip(batch.records, encoded, strict=True)
                        if r["fraud_model_prediction"] == 1]

@@ -12,6 +12,7 @@ from bytewax.connectors.kafka import _KafkaSourcePartition as _BytewaxKafkaParti
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
+from streaming import faults
 from streaming.batches import RawBatch
 
 
@@ -47,6 +48,7 @@ class _BatchPartition(_BytewaxKafkaPartition):
             stamps.append(stamp if kind and stamp > 0 else now_ms)
         if offsets:
             self._offset = offsets[-1] + 1
+            faults.maybe_crash("source")  # test only: offset moved, batch not emitted
         if not offsets and not errors:
             return []
         return [RawBatch(self._topic, self._part_idx, keys, values, offsets, stamps, errors)]

@@ -11,6 +11,7 @@ from bytewax.operators import StatefulBatchLogic
 from features.messages import InvalidTransaction, ValidationLimits, parse_transaction
 from features.trailing import PartitionFeatureState
 
+from streaming import faults
 from streaming.batches import DeadLetter, FeaturedBatch, ParsedBatch, RawBatch, ValidBatch
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class TrailingFeatureLogic(StatefulBatchLogic[ValidBatch, FeaturedBatch, bytes])
         for batch in values:
             began = time.perf_counter()
             trailing = self.state.process(batch.transactions)
+            faults.maybe_crash("features")  # test only: state updated, features not out
             featured = FeaturedBatch(batch.transactions, batch.timestamps_ms, trailing)
             if self._on_batch is not None:
                 self._on_batch(featured, time.perf_counter() - began)
