@@ -40,6 +40,7 @@ only masked by `mask_card`.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,6 +175,14 @@ def _text_field_error(obj: dict[str, Any]) -> InvalidTransaction:
     raise AssertionError("no text field is invalid")  # pragma: no cover
 
 
+def _iso(ts: int) -> str:
+    """A limit as a UTC time (no long digit runs in details, and readable)."""
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    except (OverflowError, OSError, ValueError):
+        return "a time out of range"
+
+
 def validate_fields(obj: dict[str, Any], limits: ValidationLimits) -> Transaction:
     """Validate the fields of a decoded message value (a dict) into a `Transaction`.
 
@@ -214,7 +223,8 @@ def validate_fields(obj: dict[str, Any], limits: ValidationLimits) -> Transactio
     if not limits.event_time_min <= unix_time < limits.event_time_max:
         raise InvalidTransaction(
             "event_time_out_of_range",
-            f"unix_time is outside [{limits.event_time_min}, {limits.event_time_max})",
+            f"unix_time is outside [{_iso(limits.event_time_min)}, "
+            f"{_iso(limits.event_time_max)})",
         )
 
     amt = _number(obj, "amt")
