@@ -14,15 +14,14 @@ Eviction runs on event time only, never on the wall clock: an event with time
 <= watermark - 30 days can never be in the window of a non-late event again (a non-late
 event has t >= watermark, so its 30-day window starts after watermark - 30 days, and the
 watermark never decreases). Such events are dropped by a sweep that runs at most once per
-hour of watermark progress; cards with nothing left are deleted. Eviction therefore never
-changes a non-late event's features (counts, times and flags exactly; sums to within their
-last-place rounding, which depends on the running sums' history); late events see what is
-left (deterministically: the
-sweep schedule depends on event times and arrival order only, and is part of snapshots).
-A sweep costs O(cards), so it also waits until at least as many events as there are cards
-were stored since the previous one: O(1) amortised per event even when a fast replay moves
-the watermark by hours per batch. State is thereby bounded by the live windows plus at most
-one sweep interval of events (or one event per card).
+hour of watermark progress, and only once at least as many events as there are cards were
+stored since the previous sweep (a sweep costs O(cards): this keeps it O(1) amortised per
+event even when a fast replay moves the watermark by hours per batch). Cards with nothing
+left are deleted. A late event already beyond that horizon is scored but not stored.
+Eviction therefore never changes a non-late event's features (counts, times and flags
+exactly; sums up to their last bits, which depend on the running sums' history). Late events
+see what is left, deterministically: the sweep schedule depends only on event times and
+arrival order, and is part of snapshots.
 
 Storage per card: compact arrays of event times (sorted ascending) and running sums of the
 amounts; insertion by bisect (in-order events append). See `PartitionFeatureState`.
