@@ -22,7 +22,9 @@ Reason codes:
 - ``invalid_value``: right type, unusable value: an empty or blank string, a coordinate that is
   not finite or out of range (latitude [-90, 90], longitude [-180, 180]), `is_fraud` other
   than 0/1/true/false/null.
-- ``amount_not_finite``: `amt` is not a finite number.
+- ``amount_not_finite``: `amt` is not a finite number (JSON cannot carry one: orjson reports
+  NaN, Infinity and overflowing numbers as ``not_json``; `validate_fields` on a dict from
+  another source can see one).
 - ``amount_negative``: `amt` < 0.
 - ``amount_too_large``: `amt` above `ValidationLimits.max_amount`.
 - ``event_time_out_of_range``: `unix_time` outside [event_time_min, event_time_max).
