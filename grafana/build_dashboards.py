@@ -278,7 +278,7 @@ def overview() -> dict[str, Any]:
         timeseries("Predicted frauds per minute",
                    "Transactions flagged as fraud per minute.",
                    targets((f"{FRAUD_RATE} * 60", "flagged/min")), bars=True),
-        timeseries("Fraud rate",
+        timeseries("Fraud rate over time",
                    "Share of transactions flagged (at the model's threshold), and share with "
                    "a fraud probability over $min_probability.",
                    targets((FRAUD_SHARE, "flagged"),
