@@ -172,7 +172,7 @@ def test_every_query_is_valid_promql_for_every_variable_value(tmp_path) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool is not on PATH (Debian package `prometheus`)")
-    rules = []
+    rules: list[dict[str, str]] = []
     for dash in dashboards():
         for combination in variable_combinations(dash):
             for _, query in panel_queries(dash, combination):
