@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -21,7 +22,8 @@ pytestmark = pytest.mark.integration
 COLUMNS = (
     "__key VARCHAR, customer_name VARCHAR, customer_city VARCHAR, merchant VARCHAR, "
     "amount DOUBLE, distance_from_home DOUBLE, fraud_probability DOUBLE, "
-    "fraud_model_prediction INT"
+    "fraud_model_prediction INT, customer_lat DOUBLE, customer_lon DOUBLE, "
+    "merchant_lat DOUBLE, merchant_lon DOUBLE"
 )
 
 
@@ -48,6 +50,9 @@ def _rows() -> list[dict[str, Any]]:
                      "amount": 900.0, "distance_from_home": None, "fraud_model_prediction": 1})
     for i, r in enumerate(rows):
         r["fraud_probability"] = 0.9 if r["fraud_model_prediction"] else 0.1
+        if r["customer_name"] is not None:
+            r["customer_lat"], r["customer_lon"] = 39.8, -89.6
+        r["merchant_lat"], r["merchant_lon"] = 40.0 + i % 2, -90.0
         r["transaction_number"] = f"t{i}"
     return rows
 
@@ -78,7 +83,8 @@ def _registry_gauges() -> tuple[CollectorRegistry, Any]:
     registry = CollectorRegistry()
     labels = ("dimension", "rank", "name")
     gauges = HotspotGauges(*(Gauge(n, n, labels, registry=registry)
-                             for n in ("hot_n", "hot_amt", "hot_d")))
+                             for n in ("hot_n", "hot_amt", "hot_d", "hot_p", "hot_lat",
+                                       "hot_lon")))
     return registry, gauges
 
 
@@ -113,6 +119,10 @@ def test_exporter_waits_for_the_mapping_then_exports_top_k(prediction_map, caplo
     assert gauges.label_sets("customer") == {("1", "Carol Serrano"), ("2", "(unknown)"),
                                              ("3", "Ann Lee")}  # top 3: Bob is out
     assert value("hot_n", "city", "1", "Springfield") == 5
+    assert value("hot_p", "city", "1", "Springfield") == pytest.approx(0.9)
+    assert value("hot_lat", "city", "1", "Springfield") == pytest.approx(39.8)
+    assert math.isnan(value("hot_lat", "customer", "2", "(unknown)") or 0.0)
+    assert value("hot_lon", "merchant", "1", "fraud_Kirlin and Sons") == pytest.approx(-90.0)
     assert value("hot_n", "merchant", "1", "fraud_Kirlin and Sons") == 6
 
     from observability.metrics import HOTSPOT_REGISTRY
