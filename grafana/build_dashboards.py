@@ -30,8 +30,10 @@ SCHEMA_VERSION = 39
 # ---- template variables ----------------------------------------------------------------------
 
 DIMENSIONS = ["category", "age_group", "gender", "state"]
-MIN_PROBABILITIES = ["0.5", "0.7", "0.8", "0.9", "0.95"]  # le values of the probability buckets
-MIN_AMOUNTS = ["10.0", "50.0", "100.0", "250.0", "500.0", "1000.0", "2500.0"]  # amount buckets
+# The old sliders: probability 0.50..1.00 (default 0.75), amount 100..10,000 (default 1,000).
+# Values are ``le`` labels of fraud_prediction_probability / fraud_transaction_amount_dollars.
+MIN_PROBABILITIES = ["0.5", "0.6", "0.7", "0.75", "0.8", "0.9", "0.95"]
+MIN_AMOUNTS = ["100.0", "250.0", "500.0", "1000.0", "2500.0", "5000.0", "10000.0"]
 
 
 def datasource_variable() -> dict[str, Any]:
@@ -146,15 +148,18 @@ def hotspot_table(dimension: str, heading: str, column: str, description: str, w
         (f"max by (rank, name) (fraud_hotspot_fraud_transactions{selector})", ""),
         (f"max by (rank, name) (fraud_hotspot_fraud_amount_dollars{selector})", ""),
         (f"max by (rank, name) (fraud_hotspot_avg_distance_km{selector})", ""),
+        (f"max by (rank, name) (fraud_hotspot_avg_fraud_probability{selector})", ""),
         instant=True, fmt="table")
     panel = _panel("table", f"Top {heading} by flagged transactions", description, tgts, w, h)
     panel["transformations"] = [
         {"id": "merge", "options": {}},
         {"id": "organize", "options": {
             "excludeByName": {"Time": True, "rank": True},
-            "indexByName": {"name": 0, "Value #A": 1, "Value #B": 2, "Value #C": 3},
+            "indexByName": {"name": 0, "Value #A": 1, "Value #B": 2, "Value #C": 3,
+                            "Value #D": 4},
             "renameByName": {"name": column, "Value #A": "Flagged", "Value #B": "Amount",
-                             "Value #C": "Avg distance from home"},
+                             "Value #C": "Avg distance from home",
+                             "Value #D": "Avg probability"},
         }},
         {"id": "sortBy", "options": {"sort": [{"field": "Flagged", "desc": True}]}},
     ]
@@ -163,9 +168,54 @@ def hotspot_table(dimension: str, heading: str, column: str, description: str, w
          "properties": [{"id": "unit", "value": "currencyUSD"}]},
         {"matcher": {"id": "byName", "options": "Avg distance from home"},
          "properties": [{"id": "unit", "value": "lengthkm"}, {"id": "decimals", "value": 1}]},
+        {"matcher": {"id": "byName", "options": "Avg probability"},
+         "properties": [{"id": "unit", "value": "percentunit"}, {"id": "decimals", "value": 1}]},
     ]
     panel["options"] = {"showHeader": True, "cellHeight": "sm",
                         "footer": {"show": False, "reducer": ["sum"], "fields": ""}}
+    return panel
+
+
+def hotspot_map(dimension: str, heading: str, description: str, w: int = 24,
+                h: int = 12) -> dict[str, Any]:
+    """Geomap of the top-K hotspots of one dimension: a marker per hotspot at its average
+    coordinates, sized by its flagged transactions (the old map of transaction locations)."""
+    selector = f'{{dimension="{dimension}"}}'
+    tgts = targets(
+        (f"max by (rank, name) (fraud_hotspot_fraud_transactions{selector})", ""),
+        (f"max by (rank, name) (fraud_hotspot_latitude{selector})", ""),
+        (f"max by (rank, name) (fraud_hotspot_longitude{selector})", ""),
+        instant=True, fmt="table")
+    panel = _panel("geomap", f"Map of the top {heading}", description, tgts, w, h)
+    panel["transformations"] = [
+        {"id": "merge", "options": {}},
+        {"id": "organize", "options": {
+            "excludeByName": {"Time": True, "rank": True},
+            "renameByName": {"name": "Name", "Value #A": "Flagged", "Value #B": "Latitude",
+                             "Value #C": "Longitude"},
+        }},
+    ]
+    panel["options"] = {
+        "view": {"id": "coords", "lat": 39.5, "lon": -98.35, "zoom": 3.6, "allLayers": True},
+        "controls": {"showZoom": True, "mouseWheelZoom": True, "showAttribution": True},
+        "basemap": {"type": "default", "name": "Basemap", "config": {}},
+        "layers": [{
+            "type": "markers", "name": heading.capitalize(), "tooltip": True,
+            "location": {"mode": "coords", "latitude": "Latitude", "longitude": "Longitude"},
+            "config": {
+                "showLegend": True,
+                "style": {
+                    "size": {"field": "Flagged", "min": 5, "max": 30, "fixed": 5},
+                    "color": {"fixed": "red"}, "opacity": 0.6,
+                    "symbol": {"mode": "fixed", "fixed": "img/icons/marker/circle.svg"},
+                    "text": {"mode": "field", "field": "Name", "fixed": ""},
+                    "textConfig": {"fontSize": 11, "offsetX": 0, "offsetY": -14,
+                                   "textAlign": "center", "textBaseline": "middle"},
+                },
+            },
+        }],
+        "tooltip": {"mode": "details"},
+    }
     return panel
 
 
@@ -370,11 +420,20 @@ def overview() -> dict[str, Any]:
                  "Dollars in predictionResult, flagged and legitimate.",
                  targets(("sum by (prediction) (fraud_stored_amount_dollars)",
                           "{{prediction}}"), instant=True), unit="currencyUSD", w=8, h=5),
+        bargauge("Average amount",
+                 "Average amount per transaction in predictionResult, flagged vs legitimate.",
+                 targets(("sum by (prediction) (fraud_stored_amount_dollars)"
+                          " / sum by (prediction) (fraud_stored_predictions)", "{{prediction}}"),
+                         instant=True), unit="currencyUSD", w=8, h=5),
         bargauge("Average distance from home",
                  "Average distance (km) between the customer's home and the merchant, flagged "
                  "vs legitimate transactions in predictionResult.",
                  targets(("max by (prediction) (fraud_stored_avg_distance_km)",
                           "{{prediction}}"), instant=True), unit="lengthkm", w=8, h=5),
+        hotspot_map("city", "cities",
+                    "The top customer cities by flagged transactions, at their customers' "
+                    "average home coordinates; marker size = flagged transactions. Single "
+                    "transactions' merchant locations: see docs/dashboard.md (fraud sql)."),
 
         row("Data quality"),
         timeseries("Unknown cards and merchants per minute",
@@ -390,9 +449,9 @@ def overview() -> dict[str, Any]:
         datasource_variable(),
         custom_variable("dimension", "Group by", DIMENSIONS, "category",
                         "Breakdown dimension (the old group-by selector)."),
-        custom_variable("min_probability", "Min probability", MIN_PROBABILITIES, "0.7",
+        custom_variable("min_probability", "Min probability", MIN_PROBABILITIES, "0.75",
                         "Fraud-probability threshold (the old probability slider)."),
-        custom_variable("min_amount", "Min amount ($)", MIN_AMOUNTS, "100.0",
+        custom_variable("min_amount", "Min amount ($)", MIN_AMOUNTS, "1000.0",
                         "Amount threshold in dollars (the old amount slider)."),
     ]
     return dashboard("fraud-overview", "Fraud overview",

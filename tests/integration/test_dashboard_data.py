@@ -73,7 +73,8 @@ def feed(stop: threading.Event) -> None:
                 rng.randint(0, 100))
         for dimension in ("customer", "city", "merchant"):
             gauges.update(dimension, rows_to_hotspots(
-                [(f"{dimension} {i}", 10 - i, 100.0 * (10 - i), 50.0 + i) for i in range(10)]))
+                [(f"{dimension} {i}", 10 - i, 100.0 * (10 - i), 50.0 + i, 0.9, 40.0 + i,
+                  -100.0 + i) for i in range(10)]))
         update_totals([(0, 10_000, 800_000.0, 70.0), (1, 120, 30_000.0, 300.0)])
         m.HOTSPOT_QUERY_DURATION.labels("customer").observe(0.05)
         m.HOTSPOT_LAST_SUCCESS.set(now)

@@ -160,7 +160,7 @@ def test_panel_queries_substitutes_everything() -> None:
     assert any('state!=""' in q for _, q in queries)
     assert any(t == "Fraud rate by state" for t, _ in queries)
     defaults = panel_queries(DASHBOARDS / "fraud-overview.json", {})
-    assert any('le="0.7"' in q for _, q in defaults)
+    assert any('le="0.75"' in q for _, q in defaults)
     assert any("[1m]" in q for _, q in defaults)
     assert substitute("a ${x} [[x]] $x ${x:raw}", {"x": "1"}) == "a 1 1 1 1"
     with pytest.raises(KeyError):
