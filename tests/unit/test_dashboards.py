@@ -190,3 +190,19 @@ def test_provisioning_files() -> None:
     dash = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/fraud.yaml").read_text())
     assert dash["providers"][0]["type"] == "file"
     assert dash["providers"][0]["options"]["path"]
+
+
+def test_docs_dashboard_names_only_existing_panels_and_variables() -> None:
+    doc = (ROOT / "docs" / "dashboard.md").read_text()
+    titles = {p["title"] for d in dashboards() for p in iter_panels(d["panels"])}
+    mentioned = set(re.findall(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])", doc))
+    assert mentioned, "no panel names in docs/dashboard.md"
+    assert mentioned - titles == set(), "docs/dashboard.md names panels that do not exist"
+    variables = {v["name"] for d in dashboards() for v in d["templating"]["list"]}
+    for name in re.findall(r"variable \*\*[^*]+\*\* \(`(\w+)`", doc):
+        assert name in variables, name
+    for element in ["Fraud Probability Above", "Transactions Above (Amount)", "Key Dimensions",
+                    "Transaction Locations", "SQL Playground", "Fraud by **customer**",
+                    "Fraud by **city**", "Fraud by **category**", "Fraud by **age group**",
+                    "Fraud by **gender**", "Avg Distance", "Total Amount"]:
+        assert element in doc, element
