@@ -44,7 +44,8 @@ def dataflow_command(settings: Settings, workers: int, processes: int, index: in
                      recovery: bool) -> list[str]:
     argv = [sys.executable, "-m", "bytewax.run", "dataflow:flow", "-w", str(workers)]
     if processes > 1:
-        addresses = ";".join(f"127.0.0.1:{settings.cluster_base_port + i}" for i in range(processes))
+        base = settings.cluster_base_port
+        addresses = ";".join(f"127.0.0.1:{base + i}" for i in range(processes))
         argv += ["-i", str(index), "-a", addresses]
     if recovery:
         argv += ["-r", str(settings.recovery_dir),
