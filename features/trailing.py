@@ -50,6 +50,7 @@ __all__ = [
     "IncompatibleStateError",
     "PartitionFeatureState",
     "TrailingFeatures",
+    "check_snapshot_version",
 ]
 
 HOUR = 3_600
@@ -58,7 +59,11 @@ WEEK = 604_800
 MONTH = 2_592_000  # 30 days, the longest window
 SWEEP_INTERVAL = HOUR
 
-STATE_VERSION = 1
+# Bump on ANY change of the snapshot format or of what the stored state means (windows,
+# lateness and eviction rules): a recovery store of another version is refused, never misread.
+# tests/unit/test_recovery_version.py pins a digest of the snapshot of a fixed sequence and of
+# its features for every version. 2: running sums kept with their rounding errors.
+STATE_VERSION = 2
 _MAGIC = b"FTRS"
 _HEADER = struct.Struct("<4sI")
 
@@ -360,18 +365,7 @@ class PartitionFeatureState:
         cls, data: bytes, allowed_lateness: int, *, evict: bool = True
     ) -> PartitionFeatureState:
         """The state from `snapshot()` bytes; `IncompatibleStateError` if from another version."""
-        if len(data) < _HEADER.size or bytes(data[:4]) != _MAGIC:
-            raise IncompatibleStateError(
-                _incompatible_message("it is not a feature-state snapshot")
-            )
-        _magic, version = _HEADER.unpack_from(data)
-        if version != STATE_VERSION:
-            raise IncompatibleStateError(
-                _incompatible_message(
-                    f"it holds feature state version {version}, this code reads version "
-                    f"{STATE_VERSION}"
-                )
-            )
+        check_snapshot_version(data)
         try:
             body = _SafeUnpickler(bytes(data[_HEADER.size :])).load()
             (
@@ -427,6 +421,21 @@ class PartitionFeatureState:
 
 
 _ZEROS = (0.0, 0.0)
+
+
+def check_snapshot_version(data: bytes) -> None:
+    """Raise `IncompatibleStateError` unless `data` is a snapshot of this STATE_VERSION. Reads
+    the header only, so a recovery store can be checked before the dataflow starts."""
+    if len(data) < _HEADER.size or bytes(data[:4]) != _MAGIC:
+        raise IncompatibleStateError(_incompatible_message("it is not a feature-state snapshot"))
+    _magic, version = _HEADER.unpack_from(data)
+    if version != STATE_VERSION:
+        raise IncompatibleStateError(
+            _incompatible_message(
+                f"it holds feature state version {version}, this code reads version "
+                f"{STATE_VERSION}"
+            )
+        )
 
 
 class _SafeUnpickler(pickle.Unpickler):

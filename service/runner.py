@@ -33,11 +33,19 @@ def check_parallelism(partitions: int, workers: int, processes: int) -> None:
 
 def ensure_recovery_dir(path: Path, partitions: int) -> None:
     """`python -m bytewax.recovery DIR N` once; a later run resumes from it."""
-    if path.exists() and any(path.glob("part-*.sqlite3")):
-        return
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(path), str(partitions)],
-                   check=True, capture_output=True)
+    from service.recovery import ensure_recovery_dir as ensure
+
+    ensure(path, partitions)
+
+
+def prepare_recovery(settings: Settings) -> str:
+    """Create the store if missing, refuse one this code must not resume from (another
+    feature-state version, another topic); describe what the start resumes from."""
+    from service.recovery import check_recovery_store, describe
+
+    ensure_recovery_dir(settings.recovery_dir, settings.recovery_partitions)
+    info = check_recovery_store(settings.recovery_dir, settings.topic_transactions)
+    return describe(info)
 
 
 def dataflow_command(settings: Settings, workers: int, processes: int, index: int,
@@ -70,7 +78,8 @@ def start_processes(settings: Settings, workers: int = 1, processes: int = 1,
                     log_dir: Path | None = None) -> list[subprocess.Popen[bytes]]:
     check_parallelism(settings.topic_partitions, workers, processes)
     if recovery:
-        ensure_recovery_dir(settings.recovery_dir, settings.recovery_partitions)
+        resumes = prepare_recovery(settings)
+        log.info("recovery store %s: %s", settings.recovery_dir, resumes)
     procs = []
     for index in range(processes):
         out = None

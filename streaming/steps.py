@@ -10,7 +10,7 @@ from typing import Any
 from bytewax.operators import StatefulBatchLogic
 
 from features.messages import InvalidTransaction, ValidationLimits, parse_transaction
-from features.trailing import PartitionFeatureState
+from features.trailing import IncompatibleStateError, PartitionFeatureState
 from streaming import faults
 from streaming.batches import DeadLetter, FeaturedBatch, ParsedBatch, RawBatch, ValidBatch
 
@@ -82,7 +82,13 @@ def trailing_feature_builder(allowed_lateness: int,
         if resume is None:
             state = PartitionFeatureState(allowed_lateness)
         else:
-            state = PartitionFeatureState.restore(resume, allowed_lateness)
+            try:
+                state = PartitionFeatureState.restore(resume, allowed_lateness)
+            except IncompatibleStateError as exc:
+                # Refuse: resuming from state this code cannot read would compute wrong
+                # features. The error stops the dataflow; the log says why and what to do.
+                log.critical("refusing to resume: %s", exc)
+                raise
         return TrailingFeatureLogic(state, on_batch)
 
     return build
