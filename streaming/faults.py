@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 
 log = logging.getLogger(__name__)
@@ -74,8 +73,8 @@ def crash(point: str, detail: str = "") -> None:
     if detail:
         message += f" ({detail})"
     log.critical(message)
-    sys.stderr.write(message + "\n")
-    sys.stderr.flush()
+    for handler in logging.getLogger().handlers:
+        handler.flush()
     os.kill(os.getpid(), signal.SIGKILL)
 
 
