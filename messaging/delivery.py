@@ -24,12 +24,19 @@ def _callback(report: Callable[[Any, Any, T], None], item: T) -> Callable[[Any, 
 def produce_acknowledged(producer: Producer, topic: str, items: Sequence[T],
                          to_message: Callable[[T], Message], what: str,
                          on_delivered: Callable[[list[T]], None] | None = None) -> None:
+    """Produce every item and return only once Kafka acknowledged each one: an item whose
+    delivery failed (or timed out in librdkafka, after `message.timeout.ms`) is sent again
+    with capped backoff. While the broker is down this holds the caller, so a sink never
+    reports a batch as written (and bytewax never snapshots past it) before it is."""
     pending = list(items)
     delay = 0.2
     while pending:
         failed: list[T] = []
+        reported = [0]
 
-        def report(err: Any, _msg: Any, item: T, sink: list[T] = failed) -> None:
+        def report(err: Any, _msg: Any, item: T, sink: list[T] = failed,
+                   count: list[int] = reported) -> None:
+            count[0] += 1
             if err is not None:
                 sink.append(item)
 
@@ -42,7 +49,14 @@ def produce_acknowledged(producer: Producer, topic: str, items: Sequence[T],
                     break
                 except BufferError:
                     producer.poll(0.05)
-        producer.flush(30)
+        began = next_warning = time.monotonic()
+        while reported[0] < len(pending):
+            producer.flush(1.0)
+            now = time.monotonic()
+            if reported[0] < len(pending) and now >= next_warning + 30:
+                next_warning = now
+                log.warning("%d %s still waiting for Kafka's acknowledgement after %.0f s",
+                            len(pending) - reported[0], what, now - began)
         if on_delivered is not None:
             failed_ids = {id(f) for f in failed}
             on_delivered([it for it in pending if id(it) not in failed_ids])
