@@ -71,9 +71,10 @@ def build_live_flow(settings: Settings, drain: bool = False) -> Dataflow:
     telemetry = PrometheusTelemetry()
     source = KafkaBatchSource(
         [settings.kafka_bootstrap_servers], [settings.topic_transactions], tail=not drain,
-        add_config=settings.kafka_config_for_bytewax(), batch_size=settings.kafka_batch_size)
-    lazy = _LazyReference(lambda: HazelcastReference(settings, shared_client(settings)),
-                          telemetry)
+        add_config=settings.kafka_config_for_bytewax(), batch_size=settings.kafka_batch_size,
+        on_error=telemetry.kafka_client_error)
+    lazy = _LazyReference(lambda: HazelcastReference(settings, shared_client(settings),
+                                                     on_retry=telemetry.sink_retry), telemetry)
     models = ModelProvider(settings, telemetry)
     scorer = BatchScorer(models.current, lazy, explain=True, observe=telemetry.stage)
     return build_flow(settings, source, HazelcastPredictionSink(settings, telemetry),

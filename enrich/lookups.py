@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from features.reference import Customer, Merchant
@@ -72,8 +72,10 @@ class HazelcastReference:
     near cache, misses go to the cluster together and fill it.
     """
 
-    def __init__(self, settings: Settings, client: Any, retry: bool = True) -> None:
+    def __init__(self, settings: Settings, client: Any, retry: bool = True,
+                 on_retry: Callable[[], None] | None = None) -> None:
         self._retry = retry
+        self._on_retry = on_retry
         self._customers = client.get_map(settings.map_customers)
         self._merchants = client.get_map(settings.map_merchants)
         self._parsed_customers = _ParsedCache(_customer_from_json, settings.near_cache_max_size)
@@ -99,7 +101,8 @@ class HazelcastReference:
         from enrich.retry import retry_with_backoff
 
         found, _failures = retry_with_backoff(lambda: self._lookup(proxy, wanted, parsed),
-                                              f"looking up {len(wanted)} {what}")
+                                              f"looking up {len(wanted)} {what}",
+                                              self._on_retry)
         return found
 
     def customers(self, cards: Iterable[str]) -> dict[str, Customer]:

@@ -161,7 +161,9 @@ LAST_SCORED = Gauge(
 KAFKA_CONSUMER_ERRORS = Counter(
     "fraud_kafka_consumer_errors", "Errors reported by the Kafka consumer.")
 SINK_RETRIES = Counter(
-    "fraud_sink_retries", "Retried writes of predictions to Hazelcast.")
+    "fraud_sink_retries",
+    "Retried Hazelcast calls of the flow (prediction writes, reference lookups, SQL mappings): "
+    "rising while the cluster is unreachable and the flow holds.")
 ALERTS_PUBLISHED = Counter(
     "fraud_alerts_published", "Flagged transactions sent to the alerts topic.")
 REFERENCE_DATA_MISSING = Gauge(

@@ -75,6 +75,12 @@ def connection_watch(settings: Settings) -> ConnectionWatch:
     return _watches[_client_key(settings)]
 
 
+def clear_near_caches(client: Any) -> None:
+    manager = getattr(client, "_near_cache_manager", None)  # hazelcast-python-client 5.x
+    if manager is not None:
+        manager.clear_near_caches()
+
+
 def retry_forever(action: Any, what: str, telemetry: Telemetry) -> Any:
     """Run ``action`` until it succeeds, with capped exponential backoff: the flow holds (and
     Kafka keeps the unread messages) instead of dropping predictions."""
@@ -95,6 +101,7 @@ class _PredictionPartition(StatelessSinkPartition[ScoredBatch]):
         self._map = self._client.get_map(settings.map_predictions).blocking()
         self._alerts = Producer(producer_config(settings, **{"linger.ms": 5}))
         self._next_reference_check = 0.0
+        self._missing: dict[str, bool] = {}
         self._ensure_mappings()
 
     def _ensure_mappings(self) -> None:
@@ -105,9 +112,18 @@ class _PredictionPartition(StatelessSinkPartition[ScoredBatch]):
         self._check_reference_data()
 
     def _check_reference_data(self) -> None:
+        """Report empty reference maps; when one is filled again (`fraud load` after a cluster
+        restart), drop the near caches: the Python client caches "not found" too, and these
+        entries would keep known cards unknown until invalidations arrive."""
         self._next_reference_check = (time.monotonic()
                                       + self._settings.reference_check_interval_seconds)
-        self._telemetry.check_reference_data(self._client, self._settings)
+        missing = self._telemetry.check_reference_data(self._client, self._settings)
+        refilled = [m for m, empty in missing.items() if self._missing.get(m) and not empty]
+        if refilled:
+            clear_near_caches(self._client)
+            log.warning("reference data is back in %s: near caches cleared",
+                        ", ".join(refilled))
+        self._missing.update(missing)
 
     def write_batch(self, items: list[ScoredBatch]) -> None:
         from hazelcast.core import HazelcastJsonValue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,13 @@ class KafkaBatchSource(KafkaSource):
     """bytewax's KafkaSource, emitting one :class:`RawBatch` per partition poll."""
 
     def __init__(self, brokers: list[str], topics: list[str], tail: bool = True,
-                 add_config: dict[str, str] | None = None, batch_size: int = 1000) -> None:
-        super().__init__(brokers, topics, tail=tail, add_config=add_config,
+                 add_config: dict[str, str] | None = None, batch_size: int = 1000,
+                 on_error: Callable[[str], None] | None = None) -> None:
+        config: dict[str, Any] = dict(add_config or {})
+        if on_error is not None:
+            # librdkafka reports a broker outage through error_cb, not through consume().
+            config.setdefault("error_cb", lambda err: on_error(f"{err.name()}: {err.str()}"))
+        super().__init__(brokers, topics, tail=tail, add_config=config,
                          batch_size=batch_size, raise_on_errors=False)
 
     def build_part(self, step_id: str, for_part: str,

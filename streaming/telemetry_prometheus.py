@@ -27,6 +27,10 @@ class PrometheusTelemetry(Telemetry):
             metrics.record_kafka_consumer_error(len(raw.consumer_errors))
         metrics.observe_stage("parse", seconds)
 
+    def kafka_client_error(self, error: str) -> None:
+        super().kafka_client_error(error)
+        metrics.record_kafka_consumer_error(1)
+
     def featured_batch(self, featured: FeaturedBatch, seconds: float) -> None:
         metrics.observe_stage("features", seconds)
         late = sum(1 for f in featured.trailing if f.late)
@@ -76,15 +80,8 @@ class PrometheusTelemetry(Telemetry):
     def model_rejected(self, reason: str) -> None:
         metrics.record_model_reload(False)
 
-    def check_reference_data(self, client: Any, settings: Settings) -> None:
-        for label, name in (("customers", settings.map_customers),
-                            ("merchants", settings.map_merchants)):
-            try:
-                size = client.get_map(name).blocking().size()
-            except Exception as exc:
-                log.warning("could not size map %s: %s", name, exc)
-                continue
-            metrics.set_reference_data_missing(label, size == 0)
-            if size == 0:
-                log.warning("reference map %s is empty: transactions are scored as unknown "
-                            "until `fraud load` runs", name)
+    def check_reference_data(self, client: Any, settings: Settings) -> dict[str, bool]:
+        missing = super().check_reference_data(client, settings)
+        for label, empty in missing.items():
+            metrics.set_reference_data_missing(label, empty)
+        return missing
