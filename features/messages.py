@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 MAX_MESSAGE_BYTES = 64 * 1024
+_SHOWN_MAX = 32  # longest masked key or card number quoted in a detail
 
 REASONS: tuple[str, ...] = (
     "invalid_utf8",
@@ -308,9 +309,14 @@ def parse_transaction(
             shown = mask_card(bytes(key).decode("utf-8"))
         except UnicodeDecodeError:
             shown = "(not UTF-8)"
+        if len(shown) > _SHOWN_MAX:  # a dead-letter header must stay small
+            shown = f"of {len(key)} bytes"
+        card = mask_card(cc_num)
+        if len(card) > _SHOWN_MAX:
+            card = f"of {len(cc_num)} characters"
         raise InvalidTransaction(
             "key_mismatch",
-            f"the message key {shown} is not the card number {mask_card(cc_num)}",
+            f"the message key {shown} is not the card number {card}",
         )
     return t
 

@@ -18,17 +18,23 @@ from streaming.telemetry import Telemetry
 log = logging.getLogger(__name__)
 
 REDRIVE_GROUP = "fraud-dlq-redrive"
+MAX_DETAIL_CHARS = 500
 
 
 def dead_letter_headers(item: DeadLetter) -> list[tuple[str, bytes]]:
-    """Reason and origin. Never the card number: `detail` is written without it."""
-    return [
+    """Reason and origin. Never the card number: `detail` is written without it. A message
+    that `fraud dlq redrive` sent and that failed again keeps its `redriven_from` header, so
+    a later redrive does not loop on it (unless asked to)."""
+    headers = [
         ("reason", item.reason.encode()),
-        ("detail", item.detail.encode()),
+        ("detail", item.detail[:MAX_DETAIL_CHARS].encode()),
         ("source_topic", item.topic.encode()),
         ("source_partition", str(item.partition).encode()),
         ("source_offset", str(item.offset).encode()),
     ]
+    if item.redriven_from is not None:
+        headers.append(("redriven_from", item.redriven_from))
+    return headers
 
 
 class _DeadLetterPartition(StatelessSinkPartition[DeadLetter]):
@@ -93,10 +99,12 @@ def read_dead_letters(settings: Settings, timeout: float = 10.0,
 
 
 def redrive_command(settings: Settings, limit: int | None = None,
-                    reason: str | None = None) -> int:
+                    reason: str | None = None, include_redriven: bool = False) -> int:
     """Resend dead-lettered messages (original key and bytes) to the transactions topic.
 
     Progress is kept in consumer group `fraud-dlq-redrive`, so a message is redriven once.
+    A message that was redriven before and failed again (header `redriven_from`) is skipped
+    unless ``include_redriven``: its cause is evidently not fixed, and resending it would loop.
     """
     consumer = Consumer({**settings.kafka_config(), "group.id": REDRIVE_GROUP,
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
@@ -104,7 +112,7 @@ def redrive_command(settings: Settings, limit: int | None = None,
     from messaging.producer import producer_config
 
     producer = Producer(producer_config(settings))
-    sent = skipped = 0
+    sent = skipped = again = 0
     failures: list[str] = []
     try:
         md = consumer.list_topics(settings.topic_dead_letters, timeout=10)
@@ -126,6 +134,9 @@ def redrive_command(settings: Settings, limit: int | None = None,
             if reason is not None and headers.get("reason") != reason:
                 skipped += 1
                 continue
+            if "redriven_from" in headers and not include_redriven:
+                again += 1
+                continue
             origin = f"{msg.partition()}:{msg.offset()}".encode()
             producer.produce(settings.topic_transactions, msg.value(), msg.key(),
                              headers=[("redriven_from", origin)],
@@ -137,5 +148,6 @@ def redrive_command(settings: Settings, limit: int | None = None,
     finally:
         consumer.close()
     print(f"redriven {sent - len(failures)} dead letters to {settings.topic_transactions}, "
-          f"{len(failures)} failed, {skipped} skipped by reason filter")
+          f"{len(failures)} failed, {skipped} skipped by reason filter, {again} skipped as "
+          "already redriven once (--include-redriven to resend)")
     return 0 if not failures else 1

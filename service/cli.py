@@ -149,7 +149,8 @@ def _explain(args: argparse.Namespace, settings: Settings) -> int:
 def _dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
     from messaging.dead_letters import redrive_command
 
-    return redrive_command(settings, limit=args.limit, reason=args.reason)
+    return redrive_command(settings, limit=args.limit, reason=args.reason,
+                           include_redriven=args.include_redriven)
 
 
 def _bench(args: argparse.Namespace, settings: Settings) -> int:
@@ -288,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
                       _dlq_redrive, dlq_sub)
     redrive.add_argument("--limit", type=int, default=None, help="at most N messages")
     redrive.add_argument("--reason", default=None, help="only messages with this reason")
+    redrive.add_argument("--include-redriven", action="store_true",
+                         help="also resend messages that failed again after a redrive")
 
     bench = command("bench", "the benchmark: throughput, latency, ceiling and baseline", _bench)
     bench.add_argument("--transactions", type=int, default=1_000_000)

@@ -49,7 +49,7 @@ class RecoveryInfo:
 
     @property
     def topics(self) -> set[str]:
-        return {key.split("-", 1)[1] for key in self.offsets}
+        return {key.split("-", 1)[1] for key in self.offsets if "-" in key}
 
 
 def part_files(path: Path) -> list[Path]:

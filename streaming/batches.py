@@ -24,6 +24,8 @@ class RawBatch:
     offsets: list[int]
     timestamps_ms: list[int]
     consumer_errors: list[str] = field(default_factory=list)
+    redriven: dict[int, bytes] = field(default_factory=dict)
+    """Offset -> `redriven_from` header, for the (rare) messages `fraud dlq redrive` sent."""
 
 
 @dataclass(slots=True)
@@ -37,6 +39,8 @@ class DeadLetter:
     topic: str
     partition: int
     offset: int
+    redriven_from: bytes | None = None
+    """Set when the message was sent by `fraud dlq redrive` and failed again."""
 
 
 @dataclass(slots=True)

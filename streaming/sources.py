@@ -32,6 +32,7 @@ class _BatchPartition(_BytewaxKafkaPartition):
         offsets: list[int] = []
         stamps: list[int] = []
         errors: list[str] = []
+        redriven: dict[int, bytes] = {}
         now_ms = int(time.time() * 1000)
         for msg in msgs:
             error = msg.error()
@@ -44,6 +45,11 @@ class _BatchPartition(_BytewaxKafkaPartition):
             keys.append(msg.key())
             values.append(msg.value())
             offsets.append(msg.offset() or 0)
+            headers: Any = msg.headers()
+            if headers:
+                for name, value in headers:
+                    if name == "redriven_from" and isinstance(value, bytes):
+                        redriven[offsets[-1]] = value
             kind, stamp = msg.timestamp()
             stamps.append(stamp if kind and stamp > 0 else now_ms)
         if offsets:
@@ -51,7 +57,8 @@ class _BatchPartition(_BytewaxKafkaPartition):
             faults.maybe_crash("source")  # test only: offset moved, batch not emitted
         if not offsets and not errors:
             return []
-        return [RawBatch(self._topic, self._part_idx, keys, values, offsets, stamps, errors)]
+        return [RawBatch(self._topic, self._part_idx, keys, values, offsets, stamps, errors,
+                         redriven)]
 
 
 class KafkaBatchSource(KafkaSource):

@@ -34,7 +34,7 @@ def make_parser(limits: ValidationLimits,
                 stamps.append(stamp)
             except InvalidTransaction as exc:
                 dead.append(DeadLetter(key, value, exc.reason, exc.detail, raw.topic,
-                                       raw.partition, offset))
+                                       raw.partition, offset, raw.redriven.get(offset)))
         parsed = ParsedBatch(raw.partition, good, stamps, dead)
         if on_batch is not None:
             on_batch(parsed, raw, time.perf_counter() - began)
