@@ -91,6 +91,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                         drain=args.drain, recovery=not args.no_recovery)
 
 
+def _recovery(args: argparse.Namespace, settings: Settings) -> int:
+    from service.recovery import main
+
+    argv = [args.recovery_command] + ([str(args.directory)] if args.directory else [])
+    return main(argv)
+
+
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from service.replay import replay_csv
 
@@ -232,6 +239,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="exit once every partition is read to its end")
     run.add_argument("--no-recovery", action="store_true",
                      help="run without bytewax recovery (state and offsets not kept)")
+
+    recovery = sub.add_parser("recovery", help="the dataflow's recovery store",
+                              description="The dataflow's recovery store (bytewax snapshots of "
+                              "Kafka offsets and per-card feature state).",
+                              epilog=ENVIRONMENT_HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    recovery_sub = recovery.add_subparsers(dest="recovery_command", metavar="ACTION",
+                                           required=True)
+    for action, text in (("show", "what a restart resumes from (offsets, feature state)"),
+                         ("check", "exit 2 when the dataflow must not resume from the store "
+                          "(feature state of another version, offsets of another topic)")):
+        p = command(action, text, _recovery, recovery_sub)
+        p.add_argument("directory", type=Path, nargs="?", default=None,
+                       help="default: FRAUD_RECOVERY_DIRECTORY or FRAUD_STATE_DIR/recovery")
 
     replay = command("replay", "the same dataflow on a CSV, JSON lines out, no servers", _replay)
     replay.add_argument("--data", type=Path, required=True, help="CSV in the fraudTrain.csv schema")

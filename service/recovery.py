@@ -162,12 +162,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = load_settings()
     path = args.directory or settings.recovery_dir
+    if args.action == "show":
+        info = inspect_recovery(path)
+        print(f"recovery store {path}: {describe(info)}")
+        for key, offset in sorted(info.offsets.items()):
+            print(f"  {key}: resumes at offset {offset}")
+        versions = sorted({str(v) for v in info.state_versions.values()})
+        if versions:
+            print(f"  feature state version(s): {', '.join(versions)}")
     try:
         info = check_recovery_store(path, settings.topic_transactions)
     except RecoveryStoreError as exc:
         print(f"recovery: {exc}", file=sys.stderr)
         return 2
-    print(f"recovery store {path}: {describe(info)}")
+    if args.action == "check":
+        print(f"recovery store {path}: usable; {describe(info)}")
     return 0
 
 
