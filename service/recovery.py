@@ -61,6 +61,7 @@ def ensure_recovery_dir(path: Path, partitions: int) -> bool:
     if part_files(path):
         return False
     path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)  # the per-card feature state is keyed by card number
     subprocess.run([sys.executable, "-m", "bytewax.recovery", str(path), str(partitions)],
                    check=True, capture_output=True)
     return True

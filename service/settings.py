@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     map_customers: str = "customers"
     map_merchants: str = "merchants"
     map_predictions: str = "predictionResult"
+    # The card number in predictionResult and the alerts topic: "clear" as the old system
+    # stored it (analysts' SQL may select it), or "masked" (last four digits).
+    predictions_card_number: Literal["clear", "masked"] = "clear"
     map_models: str = "fraudModels"
     near_cache_max_size: int = 200_000
 
@@ -172,6 +175,7 @@ Environment (all optional, prefix FRAUD_):
   FRAUD_HAZELCAST_MEMBERS         comma-separated host:port (default 127.0.0.1:5701)
   FRAUD_HAZELCAST_CLUSTER_NAME    (default fraud-local)
   FRAUD_MAP_PREDICTIONS           (default predictionResult)
+  FRAUD_PREDICTIONS_CARD_NUMBER   clear (default, as the old system) | masked (last 4 digits)
   FRAUD_MODEL_DIR                 model directory (default: the published model)
   FRAUD_METRICS_PORT              bytewax API / metrics port (default 3030)
   FRAUD_SNAPSHOT_INTERVAL_SECONDS recovery snapshot (epoch) interval, whole seconds (default 10)

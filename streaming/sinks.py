@@ -12,6 +12,7 @@ import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from enrich.retry import retry_with_backoff
+from features.messages import mask_card
 from messaging.delivery import produce_acknowledged
 from service.settings import Settings
 from streaming import faults
@@ -95,6 +96,7 @@ class _PredictionPartition(StatelessSinkPartition[ScoredBatch]):
 
         self._settings = settings
         self._telemetry = telemetry
+        self._mask_cards = settings.predictions_card_number == "masked"
         self._client = shared_client(settings)
         self._watch = connection_watch(settings)
         self._seen_reconnects = self._watch.reconnects
@@ -130,6 +132,9 @@ class _PredictionPartition(StatelessSinkPartition[ScoredBatch]):
 
         for batch in items:
             began = time.perf_counter()
+            if self._mask_cards:
+                for r in batch.records:
+                    r["credit_card_number"] = mask_card(r["credit_card_number"])
             encoded = [orjson.dumps(r) for r in batch.records]
             entries = {r["transaction_number"]: HazelcastJsonValue(e.decode())
                        for r, e in zip(batch.records, encoded, strict=True)}

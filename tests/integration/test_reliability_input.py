@@ -287,9 +287,11 @@ LATE_SEQUENCE = [
 
 
 def test_late_and_out_of_order_events(isolated, trained_model, tmp_path):
+    from features.messages import mask_card
     from messaging.producer import produce_messages
 
-    settings = isolated.model_copy(update={"model_dir": trained_model})
+    settings = isolated.model_copy(update={"model_dir": trained_model,
+                                           "predictions_card_number": "masked"})
     messages = [(LATE_CARD.encode(), orjson.dumps({
         "trans_num": f"late-{name}", "cc_num": LATE_CARD, "unix_time": t, "amt": amt,
         "merchant": "fraud_Late Merchant", "category": "misc_net", "merch_lat": 40.0,
@@ -315,6 +317,8 @@ def test_late_and_out_of_order_events(isolated, trained_model, tmp_path):
         assert record["transactions_last_24_hours"] == count, name
         assert record["amount_spent_last_24_hours"] == pytest.approx(amount, abs=1e-9), name
         assert record["transactions_last_week"] == count, name
+    # FRAUD_PREDICTIONS_CARD_NUMBER=masked: the stored card number is masked.
+    assert {r["credit_card_number"] for r in live.values()} == {mask_card(LATE_CARD)}
     late = sum(1 for *_, is_late in LATE_SEQUENCE if is_late)
     assert metrics["fraud_late_events_total"] == late
     report(settings, "late_events", events=len(LATE_SEQUENCE), out_of_order_within_lateness=1,
