@@ -44,7 +44,8 @@ def build_flow(settings: Settings, source: Source[Any], predictions: Sink[Scored
     flow = Dataflow(FLOW_ID)
     raw = op.input("transactions_in", flow, source)
     parsed = op.map("parse_validate", raw,
-                    make_parser(validation_limits(settings), telemetry.parsed_batch))
+                    make_parser(validation_limits(settings), telemetry.parsed_batch,
+                                settings.max_event_time_ahead_seconds))
     invalid = op.flat_map("dead_letters", parsed, lambda batch: batch.dead_letters)
     op.output("dead_letters_out", invalid, dead_letters)
     keyed = op.flat_map("key_by_partition", parsed, key_by_partition)

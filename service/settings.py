@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     event_time_min: int = EVENT_TIME_MIN_DEFAULT
     event_time_max: int = EVENT_TIME_MAX_DEFAULT
     allowed_lateness_seconds: int = 3600
+    # An event time more than this ahead of its Kafka timestamp is invalid (0: no check).
+    max_event_time_ahead_seconds: int = 86_400
 
     # Run mode: exit once every partition is read to its end (`fraud run --drain`)
     drain: bool = False
@@ -181,6 +183,7 @@ Environment (all optional, prefix FRAUD_):
   FRAUD_SNAPSHOT_INTERVAL_SECONDS recovery snapshot (epoch) interval, whole seconds (default 10)
   FRAUD_RECOVERY_DIRECTORY        recovery store (default FRAUD_STATE_DIR/recovery)
   FRAUD_ALLOWED_LATENESS_SECONDS  out-of-order events counted normally up to this (default 3600)
+  FRAUD_MAX_EVENT_TIME_AHEAD_SECONDS  event time at most this ahead of Kafka's (default 86400)
   FRAUD_CLUSTER_BASE_PORT         first inter-process port of `fraud run --processes` (2101)
   FRAUD_LOG_LEVEL                 dataflow log level (default INFO)
   FRAUD_KAFKA_PORT, FRAUD_HAZELCAST_PORT, FRAUD_PROMETHEUS_PORT   local stack ports

@@ -19,8 +19,15 @@ log = logging.getLogger(__name__)
 
 def make_parser(limits: ValidationLimits,
                 on_batch: Callable[[ParsedBatch, RawBatch, float], None] | None = None,
-                ) -> Callable[[RawBatch], ParsedBatch]:
-    """Validate every message of a batch before any state is touched."""
+                max_ahead_seconds: int = 0) -> Callable[[RawBatch], ParsedBatch]:
+    """Validate every message of a batch before any state is touched.
+
+    ``max_ahead_seconds`` > 0 also rejects (``event_time_out_of_range``) an event time that
+    far ahead of the message's Kafka timestamp: one valid but absurd future time (say 2099)
+    would move its partition's watermark decades ahead, and every later event of the
+    partition's cards would be late beyond the 30-day horizon (scored, never stored).
+    """
+    ahead_ms = max_ahead_seconds * 1000
 
     def parse_batch(raw: RawBatch) -> ParsedBatch:
         began = time.perf_counter()
@@ -30,7 +37,13 @@ def make_parser(limits: ValidationLimits,
         for key, value, offset, stamp in zip(raw.keys, raw.values, raw.offsets,
                                              raw.timestamps_ms, strict=True):
             try:
-                good.append(parse_transaction(key, value, limits))
+                txn = parse_transaction(key, value, limits)
+                if ahead_ms and txn.unix_time * 1000 > stamp + ahead_ms:
+                    raise InvalidTransaction(
+                        "event_time_out_of_range",
+                        f"unix_time is more than {max_ahead_seconds} s ahead of the message's "
+                        "Kafka timestamp")
+                good.append(txn)
                 stamps.append(stamp)
             except InvalidTransaction as exc:
                 dead.append(DeadLetter(key, value, exc.reason, exc.detail, raw.topic,

@@ -85,6 +85,8 @@ def hostile_messages(good: list[tuple[bytes, bytes]]) -> tuple[list, list]:
         ("event time 2100-01-01", key, variant(14, unix_time=4_102_444_800),
          "event_time_out_of_range"),
         ("event time 10^15", key, variant(15, unix_time=10**15), "event_time_out_of_range"),
+        ("event time 2099-12-31 (in bounds, decades ahead of Kafka's timestamp)", key,
+         variant(26, unix_time=4_102_358_400), "event_time_out_of_range"),
         ("latitude 95", key, variant(16, merch_lat=95.0), "invalid_value"),
         ("longitude -200", key, variant(17, merch_long=-200.0), "invalid_value"),
         ("blank merchant", key, variant(18, merchant="   "), "invalid_value"),

@@ -303,6 +303,32 @@ def test_dead_letter_headers_are_bounded_and_never_hold_the_card() -> None:
     assert "redriven_from" not in dict(dead_letter_headers(long))
 
 
+def test_event_time_far_ahead_of_the_kafka_timestamp_is_dead_lettered() -> None:
+    import orjson
+
+    from features.messages import ValidationLimits
+    from streaming.batches import RawBatch
+    from streaming.steps import make_parser
+
+    now_ms = 1_700_000_000_000
+
+    def message(n: int, unix_time: int) -> bytes:
+        return orjson.dumps({"trans_num": f"t{n}", "cc_num": "4000123456789010",
+                             "unix_time": unix_time, "amt": 1.0, "merchant": "m",
+                             "category": "c", "merch_lat": 1.0, "merch_long": 1.0})
+
+    times = [1_700_000_000, 1_700_086_400, 1_700_086_401, 4_102_358_400, 1_500_000_000]
+    raw = RawBatch("transactions", 4, [b"4000123456789010"] * 5,
+                   [message(i, t) for i, t in enumerate(times)], list(range(5)), [now_ms] * 5)
+    parsed = make_parser(ValidationLimits(), max_ahead_seconds=86_400)(raw)
+    assert [t.trans_num for t in parsed.transactions] == ["t0", "t1", "t4"]
+    assert [(d.offset, d.reason) for d in parsed.dead_letters] == [
+        (2, "event_time_out_of_range"), (3, "event_time_out_of_range")]
+    assert "ahead of the message's Kafka timestamp" in parsed.dead_letters[0].detail
+    off = make_parser(ValidationLimits(), max_ahead_seconds=0)(raw)
+    assert len(off.transactions) == 5
+
+
 # ---- Hazelcast connection watch ----------------------------------------------------------
 
 
