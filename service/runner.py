@@ -73,6 +73,13 @@ def dataflow_env(settings: Settings, index: int, drain: bool) -> dict[str, str]:
     return env
 
 
+def _interruptible() -> None:
+    """In the child before exec: SIGINT back to its default, so that bytewax stops on the
+    SIGINT `fraud run` forwards even when `fraud run` itself was started with SIGINT ignored
+    (`nohup fraud run &`, any background job of a script), which exec would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_processes(settings: Settings, workers: int = 1, processes: int = 1,
                     drain: bool = False, recovery: bool = True,
                     log_dir: Path | None = None) -> list[subprocess.Popen[bytes]]:
@@ -88,7 +95,8 @@ def start_processes(settings: Settings, workers: int = 1, processes: int = 1,
             out = open(log_dir / f"dataflow-{index}.log", "ab")  # noqa: SIM115
         procs.append(subprocess.Popen(
             dataflow_command(settings, workers, processes, index, recovery),
-            env=dataflow_env(settings, index, drain), stdout=out, stderr=out))
+            env=dataflow_env(settings, index, drain), stdout=out, stderr=out,
+            preexec_fn=_interruptible))
     return procs
 
 

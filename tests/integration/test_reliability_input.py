@@ -132,12 +132,19 @@ def fraud_run(settings, out: Path) -> subprocess.Popen[bytes]:  # type: ignore[n
     env = {**os.environ, **settings.to_environment()}
     handle = open(out, "ab")  # noqa: SIM115 - the child holds it; closed with the test
     return subprocess.Popen([sys.executable, "-m", "service.cli", "run"], stdout=handle,
-                            stderr=subprocess.STDOUT, env=env)
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:
+    """SIGINT (forwarded by `fraud run` to its dataflow processes); the whole session is
+    killed if that did not stop it, so that no process outlives the test."""
     proc.send_signal(signal.SIGINT)
-    return proc.wait(60)
+    try:
+        return proc.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        raise
 
 
 def test_hostile_mix_is_scored_or_dead_lettered_and_redriven(isolated, small_csv,

@@ -329,6 +329,28 @@ def test_event_time_far_ahead_of_the_kafka_timestamp_is_dead_lettered() -> None:
     assert len(off.transactions) == 5
 
 
+def test_dataflow_processes_stay_interruptible_when_sigint_is_ignored() -> None:
+    """`nohup fraud run &` starts with SIGINT ignored; exec would pass that on to the dataflow
+    processes, which then ignored the SIGINT `fraud run` forwards (found by these tests)."""
+    import signal
+    import subprocess
+    import sys
+
+    from service.runner import _interruptible
+
+    probe = [sys.executable, "-c", "import signal; "
+             "print(signal.getsignal(signal.SIGINT) == signal.default_int_handler)"]
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        inherited = subprocess.run(probe, capture_output=True, text=True, check=True).stdout
+        reset = subprocess.run(probe, capture_output=True, text=True, check=True,
+                               preexec_fn=_interruptible).stdout
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert inherited.strip() == "False"  # ignored, as exec passes it on
+    assert reset.strip() == "True"
+
+
 # ---- Hazelcast connection watch ----------------------------------------------------------
 
 
