@@ -56,6 +56,7 @@ class Settings(BaseSettings):
 
     # Metrics: bytewax serves prometheus_client's default registry on its API port.
     metrics_port: int = 3030
+    hotspots_port: int = 9464
 
     # Validation (DESIGN.md, "Data contracts")
     max_amount: float = 1_000_000.0
@@ -164,6 +165,7 @@ Environment (all optional, prefix FRAUD_):
   FRAUD_MAP_PREDICTIONS           (default predictionResult)
   FRAUD_MODEL_DIR                 model directory (default: the published model)
   FRAUD_METRICS_PORT              bytewax API / metrics port (default 3030)
+  FRAUD_HOTSPOTS_PORT             hotspot exporter's metrics port (default 9464)
   FRAUD_KAFKA_PORT, FRAUD_HAZELCAST_PORT, FRAUD_PROMETHEUS_PORT   local stack ports
 """
 
