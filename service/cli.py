@@ -59,7 +59,8 @@ def _generate(args: argparse.Namespace, settings: Settings) -> int:
 
     config = GeneratorConfig(customers=args.customers, days=args.days, start=args.start,
                              seed=args.seed)
-    write_csv(config, args.out, progress=not args.quiet)
+    report = write_csv(config, args.out, progress=not args.quiet)
+    print(report.summary())
     return 0
 
 
@@ -103,6 +104,16 @@ def _sql(args: argparse.Namespace, settings: Settings) -> int:
     from enrich.sql_console import run_sql
 
     return run_sql(settings, args.query, output_format=args.format)
+
+
+def _hotspots(args: argparse.Namespace, settings: Settings) -> int:
+    from observability.hotspots import serve_hotspots
+
+    try:
+        return serve_hotspots(settings, port=args.port, interval=args.interval, top=args.top,
+                              address=args.address)
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on {args.address}:{args.port}: {exc}") from exc
 
 
 # ---- model -----------------------------------------------------------------------------------
@@ -231,6 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query", help='e.g. "SELECT * FROM predictionResult LIMIT 10"')
     sql.add_argument("--format", choices=["table", "csv", "json"], default="table",
                      help="table for people; csv or json (lines) for scripts")
+
+    hot = command("hotspots", "export the top fraud hotspots (customers, cities, merchants) "
+                  "of predictionResult as Prometheus gauges; needs Hazelcast", _hotspots)
+    hot.add_argument("--port", type=int, default=9464, help="metrics port (default 9464)")
+    hot.add_argument("--interval", type=float, default=30.0,
+                     help="seconds between two rounds of SQL queries (default 30)")
+    hot.add_argument("--top", type=int, default=10, help="hotspots per dimension (default 10)")
+    hot.add_argument("--address", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1; 0.0.0.0 in a pod)")
 
     train = command("train", "train the LightGBM model on a CSV (point-in-time features)",
                     _train)

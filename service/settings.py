@@ -63,10 +63,14 @@ class Settings(BaseSettings):
     event_time_max: int = EVENT_TIME_MAX_DEFAULT
     allowed_lateness_seconds: int = 3600
 
+    # Run mode: exit once every partition is read to its end (`fraud run --drain`)
+    drain: bool = False
+
     # Recovery
+    recovery_directory: Path | None = None
     recovery_partitions: int = 1
-    snapshot_interval_seconds: float = 10.0
-    backup_interval_seconds: float = 0.0
+    snapshot_interval_seconds: int = 10
+    backup_interval_seconds: int = 0
 
     # Local stack ports (all on 127.0.0.1)
     kafka_port: int = 9092
@@ -96,7 +100,7 @@ class Settings(BaseSettings):
 
     @property
     def recovery_dir(self) -> Path:
-        return self.state_dir / "recovery"
+        return self.recovery_directory or self.state_dir / "recovery"
 
     @property
     def models_dir(self) -> Path:
@@ -123,6 +127,18 @@ class Settings(BaseSettings):
     def kafka_config_for_bytewax(self) -> dict[str, str]:
         """Extra librdkafka keys for bytewax's KafkaSource/KafkaSink (brokers passed apart)."""
         return {k: str(v) for k, v in self.kafka_config().items() if k != "bootstrap.servers"}
+
+    def to_environment(self) -> dict[str, str]:
+        """These settings as FRAUD_* variables, for child processes (the dataflow)."""
+        env = {}
+        for name, value in self.model_dump(mode="json").items():
+            if value is None:
+                continue
+            if name == "kafka_sasl_password" and self.kafka_sasl_password is not None:
+                value = self.kafka_sasl_password.get_secret_value()
+            env[f"FRAUD_{name.upper()}"] = str(value).lower() if isinstance(value, bool) \
+                else str(value)
+        return env
 
     def public_summary(self) -> dict[str, Any]:
         """Settings safe to print: secrets are masked."""

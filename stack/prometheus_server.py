@@ -14,6 +14,7 @@ from stack.processes import ManagedProcess, StackError, port_open, wait_until
 
 DATAFLOW_PROCESS_SLOTS = 4  # metrics ports metrics_port .. metrics_port + 3 are scraped
 SCRAPE_INTERVAL = "2s"
+HOTSPOTS_PORT = 9464  # `fraud hotspots` default port
 
 
 def prometheus_process(settings: Settings) -> ManagedProcess:
@@ -25,7 +26,7 @@ def rules_file() -> Path | None:
     return path if path.exists() else None
 
 
-def prometheus_config(settings: Settings) -> dict:
+def prometheus_config(settings: Settings, hotspots_port: int = HOTSPOTS_PORT) -> dict:
     targets = [f"127.0.0.1:{settings.metrics_port + i}" for i in range(DATAFLOW_PROCESS_SLOTS)]
     config: dict = {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
@@ -33,6 +34,10 @@ def prometheus_config(settings: Settings) -> dict:
             {
                 "job_name": "fraud-dataflow",
                 "static_configs": [{"targets": targets}],
+            },
+            {
+                "job_name": "fraud-hotspots",
+                "static_configs": [{"targets": [f"127.0.0.1:{hotspots_port}"]}],
             },
         ],
     }

@@ -83,7 +83,8 @@ def test_hazelcast_put_get_and_sql(stack) -> None:
             f'CREATE OR REPLACE MAPPING "{name}" (__key VARCHAR, city VARCHAR, n INT) '
             "TYPE IMap OPTIONS ('keyFormat'='varchar', 'valueFormat'='json-flat')"
         ).result()
-        with client.sql.execute(f'SELECT __key, city, n FROM "{name}" WHERE n > 4').result() as rows:
+        query = f'SELECT __key, city, n FROM "{name}" WHERE n > 4'
+        with client.sql.execute(query).result() as rows:
             got = [(r["__key"], r["city"], r["n"]) for r in rows]
         assert got == [("k2", "Shelbyville", 5)]
     finally:

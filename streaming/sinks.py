@@ -1,0 +1,167 @@
+"""Sinks: predictions to Hazelcast (+ alerts topic), JSON lines for replay."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from messaging.delivery import produce_acknowledged
+from service.settings import Settings
+from streaming.batches import DeadLetter, ScoredBatch
+from streaming.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 10.0
+
+_client_lock = threading.Lock()
+_clients: dict[str, Any] = {}
+
+
+def shared_client(settings: Settings) -> Any:
+    """One Hazelcast client per process (thread-safe), trying forever to (re)connect."""
+    key = f"{settings.hazelcast_cluster_name}@{settings.hazelcast_members}"
+    with _client_lock:
+        client = _clients.get(key)
+        if client is None or not client.lifecycle_service.is_running():
+            from enrich.connection import connect
+
+            log.info("connecting to Hazelcast %s (cluster %s)", settings.hazelcast_members,
+                     settings.hazelcast_cluster_name)
+            client = connect(settings, timeout=-1)
+            _clients[key] = client
+        return client
+
+
+def retry_forever(action: Any, what: str, telemetry: Telemetry) -> Any:
+    """Run ``action`` until it succeeds, with capped exponential backoff: the flow holds (and
+    Kafka keeps the unread messages) instead of dropping predictions."""
+    delay = 0.2
+    failures = 0
+    while True:
+        try:
+            result = action()
+            if failures:
+                log.warning("%s succeeded again after %d failed attempts", what, failures)
+            return result, failures
+        except Exception as exc:
+            failures += 1
+            telemetry.sink_retry()
+            log.warning("%s failed (%s: %s); retrying in %.1f s", what, type(exc).__name__,
+                        exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+
+class _PredictionPartition(StatelessSinkPartition[ScoredBatch]):
+    def __init__(self, settings: Settings, telemetry: Telemetry) -> None:
+        from confluent_kafka import Producer
+
+        from messaging.producer import producer_config
+
+        self._settings = settings
+        self._telemetry = telemetry
+        self._client = shared_client(settings)
+        self._map = self._client.get_map(settings.map_predictions).blocking()
+        self._alerts = Producer(producer_config(settings, **{"linger.ms": 5}))
+        self._ensure_mappings()
+
+    def _ensure_mappings(self) -> None:
+        from enrich.sql_mappings import create_all_mappings
+
+        retry_forever(lambda: create_all_mappings(self._settings, self._client),
+                      "creating SQL mappings", self._telemetry)
+        self._telemetry.check_reference_data(self._client, self._settings)
+
+    def write_batch(self, items: list[ScoredBatch]) -> None:
+        from hazelcast.core import HazelcastJsonValue
+
+        for batch in items:
+            began = time.perf_counter()
+            encoded = [orjson.dumps(r) for r in batch.records]
+            entries = {r["transaction_number"]: HazelcastJsonValue(e.decode())
+                       for r, e in zip(batch.records, encoded, strict=True)}
+            _, failures = retry_forever(lambda e=entries: self._map.put_all(e),
+                                        f"writing {len(entries)} predictions", self._telemetry)
+            if failures:
+                # The cluster may have restarted empty: mappings and reference data are gone.
+                self._ensure_mappings()
+            written_ms = time.time() * 1000
+            flagged = [(r, e) for r, e in zip(batch.records, encoded, strict=True)
+                       if r["fraud_model_prediction"] == 1]
+            if flagged:
+                self._publish_alerts(flagged)
+            self._telemetry.scored_batch(batch, written_ms, time.perf_counter() - began)
+
+    def _publish_alerts(self, flagged: list[tuple[dict[str, Any], bytes]]) -> None:
+        produce_acknowledged(
+            self._alerts, self._settings.topic_alerts, flagged,
+            lambda it: (it[0]["transaction_number"].encode(), it[1], None), "alerts",
+            lambda done: self._telemetry.alerts_published(len(done)))
+
+    def close(self) -> None:
+        self._alerts.flush(30)
+
+
+class HazelcastPredictionSink(DynamicSink[ScoredBatch]):
+    """Every prediction into `predictionResult` (key = transaction number, so a replay after
+    a crash overwrites instead of duplicating), flagged ones also to the alerts topic."""
+
+    def __init__(self, settings: Settings, telemetry: Telemetry) -> None:
+        self._settings = settings
+        self._telemetry = telemetry
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _PredictionPartition:
+        return _PredictionPartition(self._settings, self._telemetry)
+
+
+class _JsonLinesPartition(StatelessSinkPartition[Any]):
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+
+    def write_batch(self, items: list[Any]) -> None:
+        write = self._file.write
+        for item in items:
+            if isinstance(item, ScoredBatch):
+                names = _feature_names()
+                for i, record in enumerate(item.records):
+                    line = dict(record)
+                    if item.features is not None:
+                        line["features"] = dict(zip(names, item.features[i], strict=True))
+                    write(orjson.dumps(line, option=orjson.OPT_SERIALIZE_NUMPY))
+                    write(b"\n")
+            elif isinstance(item, DeadLetter):
+                write(orjson.dumps({
+                    "reason": item.reason, "detail": item.detail, "partition": item.partition,
+                    "offset": item.offset,
+                    "value": (item.value or b"").decode("utf-8", errors="replace"),
+                }))
+                write(b"\n")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _feature_names() -> tuple[str, ...]:
+    from features.vector import FEATURE_NAMES
+
+    return FEATURE_NAMES
+
+
+class JsonLinesSink(DynamicSink[Any]):
+    """One JSON line per prediction (or dead letter); worker i > 0 writes `<path>.<i>`."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _JsonLinesPartition:
+        path = self._path if worker_index == 0 else self._path.with_suffix(
+            self._path.suffix + f".{worker_index}")
+        return _JsonLinesPartition(path)
