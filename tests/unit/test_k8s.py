@@ -294,6 +294,21 @@ def test_generator_detects_a_changed_source(tmp_path: Path) -> None:
     assert sync_monitoring.main(["--root", str(tmp_path), "--check"]) == 2
 
 
+def test_jobs_the_rules_select_are_the_jobs_the_monitors_scrape() -> None:
+    sources = sync_monitoring.find_sources(ROOT)
+    texts = [sources.rules.read_text(), *(p.read_text() for p in sources.dashboards)]
+    wanted = {job for text in texts for job in re.findall(r'job\\?="([^"\\]+)\\?"', text)}
+    for target in TARGETS:
+        scraped = set()
+        for doc in objects(target, "PodMonitor"):
+            for endpoint in doc["spec"]["podMetricsEndpoints"]:
+                for relabel in endpoint.get("relabelings", []):
+                    if relabel.get("targetLabel") == "job":
+                        scraped.add(relabel["replacement"])
+        exact = {job for job in wanted if re.fullmatch(r"[\w-]+", job)}
+        assert exact <= scraped, f"{target}: rules select jobs {exact - scraped} nobody scrapes"
+
+
 def test_podmonitor_scrapes_the_dataflow_api_port() -> None:
     for target in TARGETS:
         monitor = one(target, "PodMonitor", "fraud-detection")
@@ -484,6 +499,25 @@ def test_dataflow_probes_use_the_metrics_endpoint(target: str) -> None:
 
 
 @pytest.mark.parametrize("target", TARGETS)
+def test_every_server_has_probes(target: str) -> None:
+    """Long-running containers that serve (all but the idle toolbox) have readiness and
+    liveness probes on their /metrics port. Init and Job containers run to completion."""
+    servers = 0
+    for doc, spec in pod_specs(target):
+        if doc["kind"] == "Job":
+            continue
+        for container in spec["containers"]:
+            if container["args"][0] == "sleep":
+                continue
+            ports = {p["name"] for p in container["ports"]}
+            for probe in ("readinessProbe", "livenessProbe"):
+                get = container[probe]["httpGet"]
+                assert get["path"] == "/metrics" and get["port"] in ports, (doc, probe)
+            servers += 1
+    assert servers == 2  # the dataflow and the hotspot exporter
+
+
+@pytest.mark.parametrize("target", TARGETS)
 def test_kafka_credentials_come_only_from_the_secret(target: str) -> None:
     assert not objects(target, "Secret"), "no Secret may be rendered from the repository"
     for doc in objects(target, "ConfigMap"):
@@ -629,4 +663,4 @@ def test_containers_use_the_entrypoint_modes(target: str) -> None:
         for container in all_containers(spec):
             assert "command" not in container, "keep the image's ENTRYPOINT"
             assert container["args"][0] in {"run", "write-hostfile", "init-recovery", "python",
-                                            "sleep"}
+                                            "fraud", "sleep"}
