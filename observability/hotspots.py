@@ -50,6 +50,12 @@ DIMENSION_COLUMNS: dict[str, str] = {
     "city": "customer_city",
     "merchant": "merchant",
 }
+#: dimension label -> the (latitude, longitude) columns that place it on a map
+DIMENSION_COORDINATES: dict[str, tuple[str, str]] = {
+    "customer": ("customer_lat", "customer_lon"),
+    "city": ("customer_lat", "customer_lon"),
+    "merchant": ("merchant_lat", "merchant_lon"),
+}
 TOTALS = "totals"
 
 
@@ -58,12 +64,15 @@ def _quote(identifier: str) -> str:
 
 
 def hotspot_sql(map_name: str, dimension: str, top: int = DEFAULT_TOP) -> str:
-    """The top-``top`` query of one dimension: name, flagged count, flagged amount, avg km."""
+    """The top-``top`` query of one dimension: name, flagged count, flagged amount, average
+    distance from home, average fraud probability, average latitude and longitude."""
     column = DIMENSION_COLUMNS[dimension]
+    lat, lon = DIMENSION_COORDINATES[dimension]
     if top < 1:
         raise ValueError(f"top must be at least 1, not {top}")
     return (
-        f"SELECT {column}, COUNT(*) AS n, SUM(amount) AS amt, AVG(distance_from_home) AS d "
+        f"SELECT {column}, COUNT(*) AS n, SUM(amount) AS amt, AVG(distance_from_home) AS d, "
+        f"AVG(fraud_probability) AS p, AVG({lat}) AS lat, AVG({lon}) AS lon "
         f"FROM {_quote(map_name)} WHERE fraud_model_prediction = 1 "
         f"GROUP BY {column} ORDER BY n DESC, amt DESC, {column} LIMIT {int(top)}"
     )
@@ -86,6 +95,9 @@ class Hotspot:
     transactions: float
     amount: float
     avg_distance_km: float  # NaN when no flagged transaction of it has a known distance
+    avg_probability: float = math.nan
+    latitude: float = math.nan
+    longitude: float = math.nan
 
 
 def _number(value: Any, default: float) -> float:
@@ -107,7 +119,8 @@ def _name(value: Any) -> str:
 
 
 def rows_to_hotspots(rows: Iterable[Sequence[Any]], top: int = DEFAULT_TOP) -> list[Hotspot]:
-    """SQL rows ``(name, n, amount, avg_distance)`` in rank order -> at most ``top`` hotspots.
+    """SQL rows ``(name, n, amount, avg_distance[, avg_probability, lat, lon])`` in rank order
+    -> at most ``top`` hotspots (missing or NULL averages are NaN).
 
     A NULL name (an unknown card or merchant) becomes ``"(unknown)"``; a name seen twice
     (only possible after truncation) keeps its first, higher-ranked row."""
@@ -126,18 +139,24 @@ def rows_to_hotspots(rows: Iterable[Sequence[Any]], top: int = DEFAULT_TOP) -> l
             transactions=_number(row[1], 0.0),
             amount=_number(row[2], 0.0),
             avg_distance_km=_number(row[3], math.nan),
+            avg_probability=_number(row[4], math.nan) if len(row) > 4 else math.nan,
+            latitude=_number(row[5], math.nan) if len(row) > 5 else math.nan,
+            longitude=_number(row[6], math.nan) if len(row) > 6 else math.nan,
         ))
     return hotspots
 
 
 class HotspotGauges:
-    """Owns the label sets of the three hotspot gauges: each :meth:`update` of a dimension
-    removes that dimension's label sets that are not in the new top K."""
+    """Owns the label sets of the hotspot gauges: each :meth:`update` of a dimension removes
+    that dimension's label sets that are not in the new top K."""
 
     def __init__(self, transactions: Gauge = metrics.HOTSPOT_TRANSACTIONS,
                  amount: Gauge = metrics.HOTSPOT_AMOUNT,
-                 distance: Gauge = metrics.HOTSPOT_DISTANCE) -> None:
-        self._gauges = (transactions, amount, distance)
+                 distance: Gauge = metrics.HOTSPOT_DISTANCE,
+                 probability: Gauge = metrics.HOTSPOT_PROBABILITY,
+                 latitude: Gauge = metrics.HOTSPOT_LATITUDE,
+                 longitude: Gauge = metrics.HOTSPOT_LONGITUDE) -> None:
+        self._gauges = (transactions, amount, distance, probability, latitude, longitude)
         self._current: dict[str, set[tuple[str, str]]] = {}
 
     def update(self, dimension: str, hotspots: Sequence[Hotspot]) -> None:
@@ -146,12 +165,12 @@ class HotspotGauges:
             for gauge in self._gauges:
                 with contextlib.suppress(KeyError):
                     gauge.remove(dimension, rank, name)
-        transactions, amount, distance = self._gauges
         for h in hotspots:
             labels = (dimension, str(h.rank), h.name)
-            transactions.labels(*labels).set(h.transactions)
-            amount.labels(*labels).set(h.amount)
-            distance.labels(*labels).set(h.avg_distance_km)
+            values = (h.transactions, h.amount, h.avg_distance_km, h.avg_probability,
+                      h.latitude, h.longitude)
+            for gauge, value in zip(self._gauges, values, strict=True):
+                gauge.labels(*labels).set(value)
         self._current[dimension] = new
 
     def label_sets(self, dimension: str) -> set[tuple[str, str]]:
@@ -229,7 +248,7 @@ class HotspotExporter:
                 return None
         return client
 
-    def _query(self, client: Any, sql: str) -> list[tuple[Any, ...]]:
+    def _query(self, client: Any, sql: str) -> list[tuple[Any, ...]]:  # one round trip
         with client.sql.execute(sql).result() as result:
             width = len(result.get_row_metadata().columns)
             return [tuple(row.get_object_with_index(i) for i in range(width)) for row in result]

@@ -198,6 +198,20 @@ HOTSPOT_DISTANCE = Gauge(
     "fraud_hotspot_avg_distance_km",
     "Average distance from home (km) of the flagged transactions of a top-K hotspot.",
     _HOTSPOT_LABELS, registry=HOTSPOT_REGISTRY)
+HOTSPOT_PROBABILITY = Gauge(
+    "fraud_hotspot_avg_fraud_probability",
+    "Average fraud probability of the flagged transactions of a top-K hotspot.",
+    _HOTSPOT_LABELS, registry=HOTSPOT_REGISTRY)
+HOTSPOT_LATITUDE = Gauge(
+    "fraud_hotspot_latitude",
+    "Average latitude of a top-K hotspot's flagged transactions (customer home for customers "
+    "and cities, merchant location for merchants).",
+    _HOTSPOT_LABELS, registry=HOTSPOT_REGISTRY)
+HOTSPOT_LONGITUDE = Gauge(
+    "fraud_hotspot_longitude",
+    "Average longitude of a top-K hotspot's flagged transactions (customer home for customers "
+    "and cities, merchant location for merchants).",
+    _HOTSPOT_LABELS, registry=HOTSPOT_REGISTRY)
 HOTSPOT_QUERY_DURATION = Histogram(
     "fraud_hotspot_query_duration_seconds",
     "Duration of one hotspot SQL query against Hazelcast, by dimension.",

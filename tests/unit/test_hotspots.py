@@ -20,11 +20,11 @@ def registry() -> CollectorRegistry:
 @pytest.fixture()
 def gauges(registry: CollectorRegistry) -> hs.HotspotGauges:
     labels = ("dimension", "rank", "name")
-    return hs.HotspotGauges(
-        Gauge("fraud_hotspot_fraud_transactions", "t", labels, registry=registry),
-        Gauge("fraud_hotspot_fraud_amount_dollars", "a", labels, registry=registry),
-        Gauge("fraud_hotspot_avg_distance_km", "d", labels, registry=registry),
-    )
+    return hs.HotspotGauges(*(
+        Gauge(name, name, labels, registry=registry)
+        for name in ("fraud_hotspot_fraud_transactions", "fraud_hotspot_fraud_amount_dollars",
+                     "fraud_hotspot_avg_distance_km", "fraud_hotspot_avg_fraud_probability",
+                     "fraud_hotspot_latitude", "fraud_hotspot_longitude")))
 
 
 def samples(registry: CollectorRegistry, name: str) -> dict[tuple[str, str, str], float]:
@@ -39,7 +39,10 @@ def samples(registry: CollectorRegistry, name: str) -> dict[tuple[str, str, str]
 def test_sql_is_the_documented_top_k_query() -> None:
     sql = hs.hotspot_sql("predictionResult", "customer", 10)
     assert sql.startswith("SELECT customer_name, COUNT(*) AS n, SUM(amount) AS amt, "
-                          "AVG(distance_from_home) AS d FROM \"predictionResult\"")
+                          "AVG(distance_from_home) AS d, AVG(fraud_probability) AS p, "
+                          "AVG(customer_lat) AS lat, AVG(customer_lon) AS lon "
+                          "FROM \"predictionResult\"")
+    assert "AVG(merchant_lat) AS lat" in hs.hotspot_sql("m", "merchant", 5)
     assert "WHERE fraud_model_prediction = 1 GROUP BY customer_name ORDER BY n DESC" in sql
     assert sql.endswith("LIMIT 10")
     assert "GROUP BY customer_city" in hs.hotspot_sql("m", "city", 5)
@@ -62,7 +65,10 @@ def test_rows_to_hotspots_ranks_names_and_numbers() -> None:
     ]
     got = hs.rows_to_hotspots(rows, top=10)
     assert [h.rank for h in got] == [1, 2, 3]
-    assert got[0] == hs.Hotspot(1, "Carol Serrano", 12.0, 1234.5, 80.5)
+    assert got[0].transactions == 12.0 and got[0].amount == 1234.5
+    assert got[0].avg_distance_km == 80.5 and math.isnan(got[0].latitude)
+    full = hs.rows_to_hotspots([("Ann", 2, 20.0, 5.0, 0.8, 40.5, -74.0)])
+    assert full == [hs.Hotspot(1, "Ann", 2.0, 20.0, 5.0, 0.8, 40.5, -74.0)]
     assert got[1].name == "(unknown)" and math.isnan(got[1].avg_distance_km)
     # a blank name is unknown too: the same label twice keeps the first (higher) rank
     assert got[2].name == "x" * 119 + "…" and got[2].rank == 3
@@ -79,15 +85,17 @@ def test_update_sets_samples_and_clears_stale_label_sets(registry, gauges) -> No
         ("city", "1", "Springfield"): 9.0,
     }
     # next round: Bob overtakes Ann, Ann drops out, Cid appears: only K series remain
-    gauges.update("customer", hs.rows_to_hotspots([("Bob", 8, 80.0, 20.0),
-                                                   ("Cid", 4, 40.0, 1.0)]))
+    gauges.update("customer", hs.rows_to_hotspots([("Bob", 8, 80.0, 20.0, 0.9, 40.0, -70.0),
+                                                   ("Cid", 4, 40.0, 1.0, 0.6, 30.0, -90.0)]))
     for name in ("fraud_hotspot_fraud_transactions", "fraud_hotspot_fraud_amount_dollars",
-                 "fraud_hotspot_avg_distance_km"):
+                 "fraud_hotspot_avg_distance_km", "fraud_hotspot_avg_fraud_probability",
+                 "fraud_hotspot_latitude", "fraud_hotspot_longitude"):
         got = samples(registry, name)
         assert set(got) == {("customer", "1", "Bob"), ("customer", "2", "Cid"),
                             ("city", "1", "Springfield")}, name
     assert samples(registry, "fraud_hotspot_fraud_amount_dollars")[("customer", "1", "Bob")] \
         == 80.0
+    assert samples(registry, "fraud_hotspot_longitude")[("customer", "2", "Cid")] == -90.0
     # an empty result clears the dimension, and leaves the others alone
     gauges.update("customer", [])
     assert set(samples(registry, "fraud_hotspot_fraud_transactions")) == {
@@ -119,8 +127,10 @@ class FakeResult:
         pass
 
     def get_row_metadata(self) -> Any:
+        width = len(self.rows[0]) if self.rows else 7
+
         class Meta:
-            columns = (0, 1, 2, 3)
+            columns = tuple(range(width))
         return Meta()
 
     def __iter__(self) -> Any:
