@@ -618,8 +618,8 @@ DESIGN_PREDICTION_TYPES = {
 
 
 def parse_mapping(statement: str) -> tuple[str, dict[str, str], dict[str, str]]:
-    match = re.match(r'CREATE OR REPLACE MAPPING "?(\w+)"? \((.*)\)\s*TYPE IMap\s*OPTIONS \((.*)\)$',
-                     statement, re.S)
+    match = re.match(r'CREATE OR REPLACE MAPPING "?(\w+)"? \((.*)\)\s*'
+                     r"TYPE IMap\s*OPTIONS \((.*)\)$", statement, re.S)
     assert match, statement
     columns = {}
     for column in match.group(2).split(","):
