@@ -677,3 +677,31 @@ def test_containers_use_the_entrypoint_modes(target: str) -> None:
             assert "command" not in container, "keep the image's ENTRYPOINT"
             assert container["args"][0] in {"run", "write-hostfile", "init-recovery", "python",
                                             "fraud", "sleep"}
+
+
+# ---- waxctl ---------------------------------------------------------------------------------
+
+
+def test_waxctl_values_match_the_kustomize_deployment() -> None:
+    values = yaml.safe_load((K8S / "waxctl" / "values.yaml").read_text())
+    assert values["envFromSecret"] == "fraud-kafka"
+    config = configmap("gke", "fraud-config")["data"]
+    for key, value in values["env"].items():
+        assert key not in SECRET_KEYS and not re.search(r"PASSWORD|SECRET|USERNAME", key)
+        if key in config:
+            assert str(value) == config[key], key
+    assert set(config) - {"FRAUD_METRICS_PORT"} <= set(values["env"])
+    assert values["podSecurityContext"]["runAsUser"] == 10001
+    assert values["podLabels"] == {"fraud-detection/hazelcast-client": "true"}
+    assert values["podMonitor"]["enabled"] is False
+
+
+def test_waxctl_podmonitor() -> None:
+    monitor = yaml.safe_load((K8S / "waxctl" / "podmonitor.yaml").read_text())
+    errors = list(crd_validator("PodMonitor").iter_errors(monitor))
+    assert not errors, errors
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    endpoint = monitor["spec"]["podMetricsEndpoints"][0]
+    assert endpoint["port"] == "api" and endpoint["path"] == "/metrics"
+    assert {"action": "replace", "targetLabel": "job", "replacement": "fraud-dataflow"} in (
+        endpoint["relabelings"])
