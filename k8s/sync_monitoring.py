@@ -11,8 +11,7 @@ into the base by this generator, and tests check that the committed copies are c
     python k8s/sync_monitoring.py           # rewrite both files
     python k8s/sync_monitoring.py --check   # exit 1 if either is stale (CI)
 
-While a source does not exist yet, the placeholder in k8s/placeholders/ stands in (with a
-warning). Both outputs carry a header naming their source.
+Both outputs carry a header naming their source.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 RULES_SOURCE = Path("observability/rules/fraud-alerts.yml")
 DASHBOARDS_SOURCE = Path("grafana/dashboards")
-PLACEHOLDERS = Path("k8s/placeholders")
 PROMETHEUS_RULE_OUT = Path("k8s/base/monitoring/prometheusrule.yaml")
 DASHBOARDS_OUT = Path("k8s/base/monitoring/dashboards-configmap.yaml")
 
@@ -53,8 +51,6 @@ class SyncError(Exception):
 class Sources:
     rules: Path
     dashboards: list[Path]
-    placeholder_rules: bool
-    placeholder_dashboards: bool
 
 
 class _Dumper(yaml.SafeDumper):
@@ -77,18 +73,12 @@ def _dump(document: dict[str, Any]) -> str:
 
 def find_sources(root: Path = ROOT) -> Sources:
     rules = root / RULES_SOURCE
-    placeholder_rules = not rules.is_file()
-    if placeholder_rules:
-        rules = root / PLACEHOLDERS / "fraud-alerts.yml"
     dashboards = sorted((root / DASHBOARDS_SOURCE).glob("*.json"))
-    placeholder_dashboards = not dashboards
-    if placeholder_dashboards:
-        dashboards = sorted((root / PLACEHOLDERS / "dashboards").glob("*.json"))
     if not rules.is_file():
-        raise SyncError(f"no alert rules: neither {RULES_SOURCE} nor the placeholder exists")
+        raise SyncError(f"no alert rules: {RULES_SOURCE} is missing")
     if not dashboards:
-        raise SyncError(f"no dashboards: neither {DASHBOARDS_SOURCE}/*.json nor a placeholder")
-    return Sources(rules, dashboards, placeholder_rules, placeholder_dashboards)
+        raise SyncError(f"no dashboards: {DASHBOARDS_SOURCE}/*.json is missing")
+    return Sources(rules, dashboards)
 
 
 def load_rule_groups(path: Path) -> list[dict[str, Any]]:
@@ -196,13 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root: Path = args.root.resolve()
     try:
-        sources = find_sources(root)
-        if sources.placeholder_rules:
-            print(f"sync_monitoring: warning: {RULES_SOURCE} is missing, using the placeholder",
-                  file=sys.stderr)
-        if sources.placeholder_dashboards:
-            print(f"sync_monitoring: warning: no {DASHBOARDS_SOURCE}/*.json, using the "
-                  "placeholder", file=sys.stderr)
         if args.check:
             stale = stale_files(root)
             for relative in stale:

@@ -273,9 +273,10 @@ def test_dashboard_configmaps_equal_the_json_files(target: str) -> None:
 
 
 def test_generator_detects_a_changed_source(tmp_path: Path) -> None:
-    for relative in (sync_monitoring.PLACEHOLDERS, Path("k8s/base/monitoring")):
-        shutil.copytree(ROOT / relative, tmp_path / relative)
-    # Real sources appear in a checkout: the committed (placeholder) output becomes stale.
+    shutil.copytree(ROOT / "k8s/base/monitoring", tmp_path / "k8s/base/monitoring")
+    # No sources: an error, not an empty PrometheusRule.
+    assert sync_monitoring.main(["--root", str(tmp_path), "--check"]) == 2
+    # Other sources than the committed copies were made from: stale until synced.
     (tmp_path / "observability/rules").mkdir(parents=True)
     (tmp_path / sync_monitoring.RULES_SOURCE).write_text(
         "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: vector(1)\n")
