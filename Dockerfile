@@ -48,7 +48,10 @@ RUN apt-get update \
  && mkdir -p /var/lib/fraud \
  && chown 10001:10001 /var/lib/fraud
 COPY --from=build /opt/venv /opt/venv
-# The default model (`fraud train --out scoring/default_model`); FRAUD_MODEL_DIR points here.
+# The default model (`fraud train --out scoring/default_model`). The wheel carries it too
+# (package data): the workers score with it until `fraud model publish` ships a newer version.
+# FRAUD_MODEL_DIR is deliberately NOT set here: it pins a model and turns hot reload off
+# (scoring/registry.py). `-e FRAUD_MODEL_DIR=/app/model` pins this one.
 COPY scoring/default_model/ /app/model/
 COPY --chmod=0755 deploy/entrypoint.sh deploy/entrypoint-recovery.sh /app/
 COPY --chmod=0644 deploy/launch_dataflow.py deploy/apply_sql.py /app/
@@ -56,7 +59,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     OMP_NUM_THREADS=1 \
-    FRAUD_MODEL_DIR=/app/model \
     FRAUD_STATE_DIR=/var/lib/fraud \
     FRAUD_DATAFLOW=dataflow:flow \
     BYTEWAX_DATAFLOW_API_ENABLED=true \
