@@ -59,6 +59,8 @@ def dataflow_command(settings: Settings, workers: int, processes: int, index: in
 def dataflow_env(settings: Settings, index: int, drain: bool) -> dict[str, str]:
     env = {**os.environ, **settings.to_environment()}
     env["BYTEWAX_DATAFLOW_API_ENABLED"] = "true"
+    # bytewax writes the flow's JSON description here (default: the working directory)
+    env["BYTEWAX_DATAFLOW_API_CACHE_PATH"] = str(settings.state_dir / "run")
     env["BYTEWAX_DATAFLOW_API_PORT"] = str(settings.metrics_port + index)
     env["FRAUD_DRAIN"] = "true" if drain else "false"
     # dataflow.py lives at the project root (or in site-packages when installed)
