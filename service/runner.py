@@ -73,6 +73,7 @@ def start_processes(settings: Settings, workers: int = 1, processes: int = 1,
                     drain: bool = False, recovery: bool = True,
                     log_dir: Path | None = None) -> list[subprocess.Popen[bytes]]:
     check_parallelism(settings.topic_partitions, workers, processes)
+    (settings.state_dir / "run").mkdir(parents=True, exist_ok=True)
     if recovery:
         ensure_recovery_dir(settings.recovery_dir, settings.recovery_partitions)
     procs = []
