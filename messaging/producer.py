@@ -117,6 +117,8 @@ def produce_messages(settings: Settings, messages: Iterator[tuple[bytes, bytes]]
             report.errors[err.name()] = report.errors.get(err.name(), 0) + 1
 
     pacer = _Pacer(rate)
+    # check the pace often enough for smooth traffic: ~20 times a second at the target rate
+    step = 1000 if not rate else max(1, min(1000, int(rate / 20)))
     began = time.monotonic()
     last_progress = began
     produce = producer.produce
@@ -128,7 +130,7 @@ def produce_messages(settings: Settings, messages: Iterator[tuple[bytes, bytes]]
             except BufferError:
                 producer.poll(0.05)
         report.sent += 1
-        if report.sent % 1000 == 0:
+        if report.sent % step == 0:
             producer.poll(0)
             pacer.wait(report.sent)
             now = time.monotonic()

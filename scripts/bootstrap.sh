@@ -25,6 +25,11 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# kustomize (built from the Go module proxy) renders k8s/ in the tests; skipped without Go.
+if command -v go >/dev/null 2>&1; then
+  bash scripts/install-kustomize.sh || echo "bootstrap: kustomize not installed; the k8s render tests will skip" >&2
+fi
+
 if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then
     echo "bootstrap: installing Debian's prometheus package"

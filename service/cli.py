@@ -117,10 +117,11 @@ def _hotspots(args: argparse.Namespace, settings: Settings) -> int:
     from observability.hotspots import serve_hotspots
 
     try:
-        return serve_hotspots(settings, port=args.port, interval=args.interval, top=args.top,
+        port = args.port if args.port is not None else settings.hotspots_port
+        return serve_hotspots(settings, port=port, interval=args.interval, top=args.top,
                               address=args.address)
     except OSError as exc:
-        raise CliError(f"cannot serve metrics on {args.address}:{args.port}: {exc}") from exc
+        raise CliError(f"cannot serve metrics on {args.address}:{port}: {exc}") from exc
 
 
 # ---- model -----------------------------------------------------------------------------------
@@ -267,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     hot = command("hotspots", "export the top fraud hotspots (customers, cities, merchants) "
                   "of predictionResult as Prometheus gauges; needs Hazelcast", _hotspots)
-    hot.add_argument("--port", type=int, default=9464, help="metrics port (default 9464)")
+    hot.add_argument("--port", type=int, default=None,
+                     help="metrics port (default FRAUD_HOTSPOTS_PORT, 9464)")
     hot.add_argument("--interval", type=float, default=30.0,
                      help="seconds between two rounds of SQL queries (default 30)")
     hot.add_argument("--top", type=int, default=10, help="hotspots per dimension (default 10)")

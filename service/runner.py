@@ -65,6 +65,8 @@ def dataflow_command(settings: Settings, workers: int, processes: int, index: in
 def dataflow_env(settings: Settings, index: int, drain: bool) -> dict[str, str]:
     env = {**os.environ, **settings.to_environment()}
     env["BYTEWAX_DATAFLOW_API_ENABLED"] = "true"
+    # bytewax writes the flow's JSON description here (default: the working directory)
+    env["BYTEWAX_DATAFLOW_API_CACHE_PATH"] = str(settings.state_dir / "run")
     env["BYTEWAX_DATAFLOW_API_PORT"] = str(settings.metrics_port + index)
     env["FRAUD_DRAIN"] = "true" if drain else "false"
     # dataflow.py lives at the project root (or in site-packages when installed)
@@ -84,6 +86,7 @@ def start_processes(settings: Settings, workers: int = 1, processes: int = 1,
                     drain: bool = False, recovery: bool = True,
                     log_dir: Path | None = None) -> list[subprocess.Popen[bytes]]:
     check_parallelism(settings.topic_partitions, workers, processes)
+    (settings.state_dir / "run").mkdir(parents=True, exist_ok=True)
     if recovery:
         resumes = prepare_recovery(settings)
         log.info("recovery store %s: %s", settings.recovery_dir, resumes)

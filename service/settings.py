@@ -59,6 +59,7 @@ class Settings(BaseSettings):
 
     # Metrics: bytewax serves prometheus_client's default registry on its API port.
     metrics_port: int = 3030
+    hotspots_port: int = 9464
 
     # Validation (DESIGN.md, "Data contracts")
     max_amount: float = 1_000_000.0
@@ -186,6 +187,7 @@ Environment (all optional, prefix FRAUD_):
   FRAUD_MAX_EVENT_TIME_AHEAD_SECONDS  event time at most this ahead of Kafka's (default 86400)
   FRAUD_CLUSTER_BASE_PORT         first inter-process port of `fraud run --processes` (2101)
   FRAUD_LOG_LEVEL                 dataflow log level (default INFO)
+  FRAUD_HOTSPOTS_PORT             hotspot exporter's metrics port (default 9464)
   FRAUD_KAFKA_PORT, FRAUD_HAZELCAST_PORT, FRAUD_PROMETHEUS_PORT   local stack ports
 """
 

@@ -14,7 +14,6 @@ from stack.processes import ManagedProcess, StackError, port_open, wait_until
 
 DATAFLOW_PROCESS_SLOTS = 4  # metrics ports metrics_port .. metrics_port + 3 are scraped
 SCRAPE_INTERVAL = "2s"
-HOTSPOTS_PORT = 9464  # `fraud hotspots` default port
 
 
 def prometheus_process(settings: Settings) -> ManagedProcess:
@@ -26,7 +25,8 @@ def rules_file() -> Path | None:
     return path if path.exists() else None
 
 
-def prometheus_config(settings: Settings, hotspots_port: int = HOTSPOTS_PORT) -> dict:
+def prometheus_config(settings: Settings) -> dict:
+    hotspots_port = settings.hotspots_port
     targets = [f"127.0.0.1:{settings.metrics_port + i}" for i in range(DATAFLOW_PROCESS_SLOTS)]
     config: dict = {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},

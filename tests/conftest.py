@@ -26,6 +26,7 @@ TEST_ENV = {
     "FRAUD_HAZELCAST_CLUSTER_NAME": "fraud-test",
     "FRAUD_PROMETHEUS_PORT": "19090",
     "FRAUD_METRICS_PORT": "13030",
+    "FRAUD_HOTSPOTS_PORT": "19464",
 }
 for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)
