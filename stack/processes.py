@@ -41,8 +41,10 @@ class ManagedProcess:
             return None
         if not _alive(pid):
             return None
-        # Guard against pid reuse: the command line must still carry our marker.
-        if marker and marker not in _cmdline(pid):
+        # Guard against pid reuse: the command line must still carry our marker. (An empty
+        # command line is a process in the middle of exec: still ours.)
+        cmdline = _cmdline(pid)
+        if marker and cmdline and marker not in cmdline:
             return None
         return pid
 
@@ -147,6 +149,12 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def _still_running(process: ManagedProcess) -> bool:
+    """A second look, half a second later, before calling a process gone."""
+    time.sleep(0.5)
+    return process.running()
+
+
 def wait_until(check: Callable[[], bool], timeout: float, what: str,
                process: ManagedProcess | None = None, interval: float = 0.25) -> None:
     """Poll ``check`` until true; on timeout raise a StackError naming ``what``."""
@@ -157,7 +165,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str,
                 return
         except Exception:
             pass
-        if process is not None and not process.running():
+        if process is not None and not process.running() and not _still_running(process):
             raise StackError(
                 f"{what} exited during start-up; see {process.log_file}:\n{process.log_tail()}"
             )
