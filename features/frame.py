@@ -120,11 +120,14 @@ def reference_from_frame(
     positions = list(first_rows.values())
     sub = df.iloc[positions][present]
     columns = {name: sub[name].tolist() for name in present}
+    zip_is_number = "zip" in present and pd.api.types.is_numeric_dtype(df["zip"].dtype)
     for j, card in enumerate(first_rows):
         row: dict[str, str] = {"cc_num": card}
         for name in present:
             text = _text(columns[name][j])
             row[name] = "" if text is None else text
+        if zip_is_number and row["zip"].isdigit():
+            row["zip"] = row["zip"].zfill(5)  # read as a number: restore the leading zeros
         i = first_rows[card]
         row["merchant"] = merchant_col[i] or "" if merchant_col else ""
         row["category"] = category_col[i] or "" if category_col else ""

@@ -22,7 +22,9 @@ Reason codes:
 - ``invalid_value``: right type, unusable value: an empty or blank string, a coordinate that is
   not finite or out of range (latitude [-90, 90], longitude [-180, 180]), `is_fraud` other
   than 0/1/true/false/null.
-- ``amount_not_finite``: `amt` is not a finite number.
+- ``amount_not_finite``: `amt` is not a finite number (JSON cannot carry one: orjson reports
+  NaN, Infinity and overflowing numbers as ``not_json``; `validate_fields` on a dict from
+  another source can see one).
 - ``amount_negative``: `amt` < 0.
 - ``amount_too_large``: `amt` above `ValidationLimits.max_amount`.
 - ``event_time_out_of_range``: `unix_time` outside [event_time_min, event_time_max).
@@ -40,6 +42,7 @@ only masked by `mask_card`.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,6 +177,14 @@ def _text_field_error(obj: dict[str, Any]) -> InvalidTransaction:
     raise AssertionError("no text field is invalid")  # pragma: no cover
 
 
+def _iso(ts: int) -> str:
+    """A limit as a UTC time (no long digit runs in details, and readable)."""
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    except (OverflowError, OSError, ValueError):
+        return "a time out of range"
+
+
 def validate_fields(obj: dict[str, Any], limits: ValidationLimits) -> Transaction:
     """Validate the fields of a decoded message value (a dict) into a `Transaction`.
 
@@ -214,7 +225,8 @@ def validate_fields(obj: dict[str, Any], limits: ValidationLimits) -> Transactio
     if not limits.event_time_min <= unix_time < limits.event_time_max:
         raise InvalidTransaction(
             "event_time_out_of_range",
-            f"unix_time is outside [{limits.event_time_min}, {limits.event_time_max})",
+            f"unix_time is outside [{_iso(limits.event_time_min)}, "
+            f"{_iso(limits.event_time_max)})",
         )
 
     amt = _number(obj, "amt")

@@ -14,16 +14,17 @@ Eviction runs on event time only, never on the wall clock: an event with time
 <= watermark - 30 days can never be in the window of a non-late event again (a non-late
 event has t >= watermark, so its 30-day window starts after watermark - 30 days, and the
 watermark never decreases). Such events are dropped by a sweep that runs at most once per
-hour of watermark progress; cards with nothing left are deleted. Eviction therefore never
-changes a non-late event's features; late events see what is left (deterministically: the
-sweep schedule depends on event times and arrival order only, and is part of snapshots).
-A sweep costs O(cards), so it also waits until at least as many events as there are cards
-were stored since the previous one: O(1) amortised per event even when a fast replay moves
-the watermark by hours per batch. State is thereby bounded by the live windows plus at most
-one sweep interval of events (or one event per card).
+hour of watermark progress, and only once at least as many events as there are cards were
+stored since the previous sweep (a sweep costs O(cards): this keeps it O(1) amortised per
+event even when a fast replay moves the watermark by hours per batch). Cards with nothing
+left are deleted. A late event already beyond that horizon is scored but not stored.
+Eviction therefore never changes a non-late event's features (counts, times and flags
+exactly; sums up to their last bits, which depend on the running sums' history). Late events
+see what is left, deterministically: the sweep schedule depends only on event times and
+arrival order, and is part of snapshots.
 
-Storage per card: two parallel Python lists (times sorted ascending, amounts), insertion by
-bisect (in-order events append).
+Storage per card: compact arrays of event times (sorted ascending) and running sums of the
+amounts; insertion by bisect (in-order events append). See `PartitionFeatureState`.
 """
 
 from __future__ import annotations
@@ -118,10 +119,13 @@ class _CardEvent(Protocol):
 class PartitionFeatureState:
     """Trailing-window state of all cards of one Kafka partition.
 
-    Per card: event times (sorted, `array('q')`) and running sums of amounts in that order
-    (`array('d')`, one longer: cum[i] = cum[0] + sum of the first i amounts), so every window
-    costs two binary searches and one subtraction, whatever the card's volume. About 16 bytes
-    per stored event.
+    Per card: event times (sorted, `array('q')`) and running sums of the amounts in that order
+    with their exact rounding errors (two `array('d')`, one longer than the times: the sum of
+    the amounts of events [i, j) is (high[j] - high[i]) + (low[j] - low[i])). A window costs
+    binary searches and a few subtractions, whatever the card's volume; about 24 bytes per
+    stored event. Sums are accurate to about one unit in the last place of the window sum
+    (not of the card's lifetime spend). Eviction deletes leading entries only: the entries
+    kept are unchanged.
 
     `evict=False` keeps everything (for tests proving that eviction changes nothing).
     """
@@ -141,7 +145,7 @@ class PartitionFeatureState:
             raise ValueError(f"allowed_lateness must be >= 0, got {allowed_lateness}")
         self._allowed_lateness = int(allowed_lateness)
         self._evict = evict
-        self._cards: dict[str, tuple[array[int], array[float]]] = {}
+        self._cards: dict[str, tuple[array[int], array[float], array[float]]] = {}
         self._events = 0
         self._events_after_sweep = 0
         self._max_time: int | None = None
@@ -193,35 +197,50 @@ class PartitionFeatureState:
         state = self._cards.get(card)
         self._events += 1
         if state is None:
-            self._cards[card] = (_times(t), _sums(amt))
+            self._cards[card] = (array("q", (t,)), array("d", (0.0, amt)), array("d", _ZEROS))
             return TrailingFeatures(
                 1, amt, 1, amt, 1, amt, 1, amt, _NAN, 1.0 if amt > 0.0 else _NAN, late
             )
-        times, cum = state
+        times, high, low = state
         if t >= times[-1]:
             times.append(t)
-            c_hi = cum[-1] + amt
-            cum.append(c_hi)
+            # Running sum with its exact rounding error (Knuth's TwoSum) kept in `low`.
+            a = high[-1]
+            s = a + amt
+            b = s - a
+            high.append(s)
+            low.append(low[-1] + ((a - (s - b)) + (amt - b)))
             hi = len(times)
         else:
             hi = bisect_right(times, t)
             times.insert(hi, t)
-            c_hi = cum[hi] + amt
-            cum.insert(hi + 1, c_hi)
+            a = high[hi]
+            s = a + amt
+            b = s - a
+            high.insert(hi + 1, s)
+            low.insert(hi + 1, low[hi] + ((a - (s - b)) + (amt - b)))
             hi += 1
-            for j in range(hi + 1, len(cum)):
-                cum[j] += amt
+            for j in range(hi + 1, len(high)):
+                a = high[j]
+                s = a + amt
+                b = s - a
+                high[j] = s
+                low[j] += (a - (s - b)) + (amt - b)
 
-        # Nested windows: each search runs below the previous bound.
+        # Nested windows: each search runs below the previous bound. A window sum is the
+        # difference of running sums, corrected by the difference of their rounding errors:
+        # accurate to about one unit in the last place of the window sum, however large the
+        # card's lifetime spend; a window holding only this event sums to `amt` exactly.
+        h_hi = high[hi]
+        l_hi = low[hi]
         lo1 = bisect_right(times, t - HOUR, 0, hi - 1)
         lo24 = bisect_right(times, t - DAY, 0, lo1)
         lo7 = bisect_right(times, t - WEEK, 0, lo24)
         lo30 = bisect_right(times, t - MONTH, 0, lo7)
-        # A window holding this event only sums to `amt` exactly.
-        s1 = amt if lo1 == hi - 1 else c_hi - cum[lo1]
-        s24 = s1 if lo24 == lo1 else c_hi - cum[lo24]
-        s7 = s24 if lo7 == lo24 else c_hi - cum[lo7]
-        s30 = s7 if lo30 == lo7 else c_hi - cum[lo30]
+        s1 = amt if lo1 == hi - 1 else (h_hi - high[lo1]) + (l_hi - low[lo1])
+        s24 = s1 if lo24 == lo1 else (h_hi - high[lo24]) + (l_hi - low[lo24])
+        s7 = s24 if lo7 == lo24 else (h_hi - high[lo7]) + (l_hi - low[lo7])
+        s30 = s7 if lo30 == lo7 else (h_hi - high[lo30]) + (l_hi - low[lo30])
         n30 = hi - lo30
         return TrailingFeatures(
             hi - lo1,
@@ -245,22 +264,25 @@ class PartitionFeatureState:
             return TrailingFeatures(
                 1, amt, 1, amt, 1, amt, 1, amt, _NAN, 1.0 if amt > 0.0 else _NAN, True
             )
-        times, cum = state
+        times, high, low = state
         hi = bisect_right(times, t)  # stored events counted with this one: [lo, hi)
-        c_hi = cum[hi]
         lo1 = bisect_right(times, t - HOUR, 0, hi)
         lo24 = bisect_right(times, t - DAY, 0, lo1)
         lo7 = bisect_right(times, t - WEEK, 0, lo24)
         lo30 = bisect_right(times, t - MONTH, 0, lo7)
-        s30 = c_hi - cum[lo30] + amt
+        h_hi = high[hi]
+        l_hi = low[hi]
+        s1, s24, s7, s30 = (
+            ((h_hi - high[lo]) + (l_hi - low[lo])) + amt for lo in (lo1, lo24, lo7, lo30)
+        )
         n30 = hi - lo30 + 1
         return TrailingFeatures(
             hi - lo1 + 1,
-            c_hi - cum[lo1] + amt,
+            s1,
             hi - lo24 + 1,
-            c_hi - cum[lo24] + amt,
+            s24,
             hi - lo7 + 1,
-            c_hi - cum[lo7] + amt,
+            s7,
             n30,
             s30,
             t - times[hi - 1] if hi - 1 >= lo30 else _NAN,
@@ -291,7 +313,7 @@ class PartitionFeatureState:
         cards = self._cards
         empty = []
         dropped = 0
-        for card, (times, cum) in cards.items():
+        for card, (times, high, low) in cards.items():
             if times[0] <= horizon:
                 if times[-1] <= horizon:
                     dropped += len(times)
@@ -299,10 +321,9 @@ class PartitionFeatureState:
                 else:
                     k = bisect_right(times, horizon)
                     del times[:k]
-                    del cum[:k]
+                    del high[:k]
+                    del low[:k]
                     dropped += k
-                    if cum[0] > _REBASE_ABOVE:
-                        _rebase(cum)
         for card in empty:
             del cards[card]
         self._events -= dropped
@@ -314,11 +335,13 @@ class PartitionFeatureState:
         names = list(self._cards)
         lengths = array("q")
         times = array("q")
-        cums = array("d")
-        for card_times, card_cum in self._cards.values():
+        high = array("d")
+        low = array("d")
+        for card_times, card_high, card_low in self._cards.values():
             lengths.append(len(card_times))
             times.extend(card_times)
-            cums.extend(card_cum)
+            high.extend(card_high)
+            low.extend(card_low)
         body = (
             sys.byteorder,
             self._max_time,
@@ -327,7 +350,8 @@ class PartitionFeatureState:
             names,
             lengths.tobytes(),
             times.tobytes(),
-            cums.tobytes(),
+            high.tobytes(),
+            low.tobytes(),
         )
         return _HEADER.pack(_MAGIC, STATE_VERSION) + pickle.dumps(body, protocol=5)
 
@@ -358,21 +382,25 @@ class PartitionFeatureState:
                 names,
                 b_lengths,
                 b_times,
-                b_cums,
+                b_high,
+                b_low,
             ) = body
             lengths = array("q")
             lengths.frombytes(b_lengths)
             times = array("q")
             times.frombytes(b_times)
-            cums = array("d")
-            cums.frombytes(b_cums)
+            high = array("d")
+            high.frombytes(b_high)
+            low = array("d")
+            low.frombytes(b_low)
             if byteorder != sys.byteorder:
-                for a in (lengths, times, cums):
+                for a in (lengths, times, high, low):
                     a.byteswap()
             if not (
                 len(names) == len(lengths)
                 and len(times) == sum(lengths)
-                and len(cums) == len(times) + len(names)
+                and len(high) == len(low) == len(times) + len(names)
+                and min(lengths, default=1) > 0
             ):
                 raise ValueError("inconsistent lengths")
         except Exception as exc:
@@ -388,32 +416,17 @@ class PartitionFeatureState:
         offset = 0
         for i, (name, n) in enumerate(zip(names, lengths, strict=True)):
             end = offset + n
-            cards[name] = (times[offset:end], cums[offset + i : end + i + 1])
+            cards[name] = (
+                times[offset:end],
+                high[offset + i : end + i + 1],
+                low[offset + i : end + i + 1],
+            )
             offset = end
         state._events = offset
         return state
 
 
-def _times(t: int) -> array[int]:
-    return array("q", (t,))
-
-
-def _sums(amt: float) -> array[float]:
-    return array("d", (0.0, amt))
-
-
-_REBASE_ABOVE = 1_048_576.0
-
-
-def _rebase(cum: array[float]) -> None:
-    """Subtract cum[0] from a card's running sums, so that their magnitude (and with it the
-    rounding error of later window sums) stays bounded by the card's stored spend instead of
-    growing with its lifetime spend. Done only when every subtraction is exact (Sterbenz:
-    c0/2 <= c <= 2*c0): the window sums of stored events do not change."""
-    c0 = cum[0]
-    if cum[-1] <= 2.0 * c0 and min(cum) >= 0.5 * c0 and max(cum) <= 2.0 * c0:
-        for i in range(len(cum)):
-            cum[i] -= c0
+_ZEROS = (0.0, 0.0)
 
 
 class _SafeUnpickler(pickle.Unpickler):

@@ -172,9 +172,17 @@ def test_unknown_fields_are_ignored_and_bounds_are_inclusive_where_documented() 
 
 
 def test_limits_are_configurable() -> None:
-    limits = ValidationLimits(max_amount=100.0, event_time_min=0, event_time_max=10**10)
+    limits = ValidationLimits(max_amount=100.0, event_time_min=0, event_time_max=10**12)
     assert _reason(KEY, _value(amt=100.5), limits) == "amount_too_large"
     assert parse_transaction(KEY, _value(unix_time=5), limits).unix_time == 5
+    assert _reason(KEY, _value(unix_time=10**13), limits) == "event_time_out_of_range"
+
+
+def test_event_time_detail_names_the_bounds_as_dates() -> None:
+    with pytest.raises(InvalidTransaction) as info:
+        parse_transaction(KEY, _value(unix_time=0), LIMITS)
+    assert "2000-01-01T00:00:00Z" in info.value.detail
+    assert "2100-01-01T00:00:00Z" in info.value.detail
 
 
 def test_key_mismatch_detail_shows_only_masked_cards() -> None:
