@@ -161,9 +161,9 @@ class PartitionFeatureState:
     the amounts of events [i, j) is (high[j] - high[i]) + (low[j] - low[i])), and one byte each
     for the category code and the night flag of every event (`bytearray`). A window costs
     binary searches, a few subtractions and byte counts over the window in C (`count`,
-    `rfind`); about 26 bytes per stored event. Sums are accurate to about one unit in the last place of the window sum
-    (not of the card's lifetime spend). Eviction deletes leading entries only: the entries
-    kept are unchanged.
+    `rfind`); about 26 bytes per stored event. Sums are accurate to about one unit in the
+    last place of the window sum (not of the card's lifetime spend). Eviction deletes leading
+    entries only: the entries kept are unchanged.
 
     `evict=False` keeps everything (for tests proving that eviction changes nothing).
     """
@@ -300,7 +300,7 @@ class PartitionFeatureState:
             since_same = t - times[same] if same >= 0 else _NAN
             share_same = cats.count(code, lo30, other) / n_other
             share_night = nights.count(1, lo30, other) / n_other
-            since = t - times[other - 1]
+            since: float = t - times[other - 1]
         else:
             since = since_same = share_same = share_night = _NAN
         return TrailingFeatures(
@@ -346,7 +346,7 @@ class PartitionFeatureState:
             since_same = t - times[same] if same >= 0 else _NAN
             share_same = cats.count(code, lo30, hi) / n_other
             share_night = nights.count(1, lo30, hi) / n_other
-            since = t - times[hi - 1]
+            since: float = t - times[hi - 1]
         else:
             since = since_same = share_same = share_night = _NAN
         categories = set(cats[lo24:hi])
