@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ class LoadedModel:
     booster: lgb.Booster
     metadata: dict[str, Any] = field(default_factory=dict)
     kind: str = "lightgbm"
+    path: Path | None = None
     _compiled: Any = None
     _columns: np.ndarray | None = None
 
@@ -157,20 +158,29 @@ def load_model(model_dir: Path, compiled: bool = True,
     if metadata.get("version") not in (None, version):
         raise ModelError(f"{MODEL_FILE} and {METADATA_FILE} do not belong together: the "
                          f"metadata says version {metadata['version']}, the content is {version}")
-    model = LoadedModel(version, names, threshold, booster, metadata)
+    model = LoadedModel(version, names, threshold, booster, metadata, path=model_dir)
     if compiled:
-        try:
-            from scoring.compiled import compile_model
-
-            model._compiled = compile_model(model_file, cache_dir)
-            model.kind = "lleaves"
-            check_compiled(model)
-        except Exception as exc:
-            log.warning("compiled model unavailable (%s); scoring with LightGBM", exc)
-            model._compiled = None
-            model.kind = "lightgbm"
+        model = with_compiled(model, cache_dir)
     log.info("model %s loaded: scoring with %s (threshold %.4f)", version, model.kind, threshold)
     return model
+
+
+def with_compiled(model: LoadedModel, cache_dir: Path | None = None) -> LoadedModel:
+    """The model scoring with lleaves (compiled once, cached by the model's hash) when that
+    can be built and agrees with LightGBM; otherwise the model itself (LightGBM), logged."""
+    if model.path is None:
+        return model
+    try:
+        from scoring.compiled import compile_model
+
+        compiled = replace(model, kind="lleaves",
+                           _compiled=compile_model(model.path / MODEL_FILE, cache_dir))
+        check_compiled(compiled)
+        return compiled
+    except Exception as exc:
+        log.warning("compiled model unavailable (%s: %s); scoring with LightGBM",
+                    type(exc).__name__, exc)
+        return model
 
 
 def check_compiled(model: LoadedModel, rows: int = 256, tolerance: float = 1e-9) -> None:

@@ -146,7 +146,7 @@ def _model_publish(args: argparse.Namespace, settings: Settings) -> int:
 def _explain(args: argparse.Namespace, settings: Settings) -> int:
     from scoring.explain import explain_command
 
-    return explain_command(settings, args.trans_num)
+    return explain_command(settings, args.trans_num, as_json_output=args.json)
 
 
 def _dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
@@ -295,8 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
                       _model_publish, model_sub)
     publish.add_argument("dir", type=Path, help="model directory made by `fraud train`")
 
-    explain = command("explain", "top feature contributions of a stored prediction", _explain)
+    explain = command("explain", "feature contributions of a stored prediction: those stored "
+                      "when it was flagged, and all of them recomputed from the card's stored "
+                      "history with the model version it records", _explain)
     explain.add_argument("trans_num", help="transaction number")
+    explain.add_argument("--json", action="store_true", help="print one JSON object")
 
     dlq = sub.add_parser("dlq", help="the dead-letter topic",
                          description="The dead-letter topic.", epilog=ENVIRONMENT_HELP,
