@@ -13,7 +13,7 @@ from sklearn.metrics import (
 
 THRESHOLD_RULES = ("f1", "precision:P", "fpr:F")
 """`f1`: the score that maximises F1 on the validation period. `precision:P` (0 < P < 1):
-the lowest score whose flags reach precision P (the most recall at that precision).
+the most recall with precision >= P (the highest such threshold).
 `fpr:F` (0 < F < 1): the lowest score flagging at most a fraction F of the legitimate
 transactions."""
 
@@ -28,13 +28,17 @@ def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def threshold_for_precision(y: np.ndarray, p: np.ndarray, min_precision: float) -> float:
-    """The lowest score whose flags (p >= score) have precision >= ``min_precision``; the
-    highest score when none does."""
-    precision, _recall, thresholds = precision_recall_curve(y, p)
-    ok = np.flatnonzero(precision[:-1] >= min_precision)
+    """The threshold with the most recall among those whose flags (p >= threshold) have
+    precision >= ``min_precision`` (the highest such threshold when several reach that
+    recall); the highest score when none does."""
+    precision, recall, thresholds = precision_recall_curve(y, p)
     if not len(thresholds):
         return 0.5
-    return float(thresholds[ok[0]] if len(ok) else thresholds[-1])
+    ok = precision[:-1] >= min_precision
+    if not ok.any():
+        return float(thresholds[-1])
+    best = recall[:-1][ok].max()
+    return float(thresholds[ok & (recall[:-1] == best)].max())
 
 
 def threshold_for_fpr(y: np.ndarray, p: np.ndarray, max_fpr: float) -> float:
@@ -62,7 +66,7 @@ def choose_threshold(y: np.ndarray, p: np.ndarray, rule: str) -> tuple[float, st
         raise ValueError(f"unknown threshold rule {rule!r}: use one of {THRESHOLD_RULES}")
     if name == "precision":
         return (threshold_for_precision(y, p, value),
-                f"lowest score with precision >= {value:g} on the validation period")
+                f"most recall with precision >= {value:g} on the validation period")
     if name == "fpr":
         return (threshold_for_fpr(y, p, value),
                 f"lowest score flagging at most {value:g} of the legitimate transactions "

@@ -14,6 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -122,15 +124,42 @@ def read_metadata(model_dir: Path) -> dict[str, Any]:
     return data
 
 
-def load_model(model_dir: Path, compiled: bool = True,
-               cache_dir: Path | None = None) -> LoadedModel:
+_PROBE = ("import sys, lightgbm; "
+          "print(lightgbm.Booster(model_file=sys.argv[1]).num_feature())")
+
+
+def probe_model_file(model_file: Path, timeout: float = 300.0) -> None:
+    """Parse a model file with LightGBM in a child process first: LightGBM's parser aborts
+    or crashes the whole process on some malformed files (a tree cut short, for instance),
+    which would kill a worker that was scoring fine with its previous model."""
+    try:
+        done = subprocess.run([sys.executable, "-c", _PROBE, str(model_file)],
+                              capture_output=True, text=True, errors="replace",
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ModelError(f"{model_file}: LightGBM did not load it in {timeout:.0f} s") from exc
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        why = lines[-1][:200] if lines else ""
+        if done.returncode < 0:
+            why = f"LightGBM crashed parsing it (signal {-done.returncode}) {why}"
+        raise ModelError(f"{model_file} is not a LightGBM model: {why}")
+
+
+def load_model(model_dir: Path, compiled: bool = True, cache_dir: Path | None = None,
+               probe: bool = False) -> LoadedModel:
     """Load and check a model directory; optionally use a compiled model (see
-    :mod:`scoring.compiled`), falling back to LightGBM."""
+    :mod:`scoring.compiled`), falling back to LightGBM. ``probe`` parses the model file in a
+    child process first (see `probe_model_file`): for models from elsewhere (publish, hot
+    reload), where a malformed file must not take the process down."""
     model_dir = Path(model_dir)
     metadata = read_metadata(model_dir)
     model_file = model_dir / MODEL_FILE
     if not model_file.exists():
         raise ModelError(f"{model_dir} has no {MODEL_FILE}")
+    text = model_file.read_bytes()
+    if not text.startswith(b"tree\n") or b"\nend of trees\n" not in text:
+        raise ModelError(f"{model_file} is not a complete LightGBM text model")
     names = metadata.get("feature_names")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise ModelError(f"{model_dir}/{METADATA_FILE} has no list of feature names")
@@ -140,6 +169,8 @@ def load_model(model_dir: Path, compiled: bool = True,
         raise ModelError(f"model needs features the flow does not compute: {unknown}")
     if len(set(names)) != len(names):
         raise ModelError("model's feature list names a feature twice")
+    if probe:
+        probe_model_file(model_file)
     try:
         booster = lgb.Booster(model_file=str(model_file))
     except (lgb.basic.LightGBMError, ValueError, OSError) as exc:
@@ -154,7 +185,7 @@ def load_model(model_dir: Path, compiled: bool = True,
         raise ModelError(f"{model_dir}/{METADATA_FILE} has no decision threshold") from exc
     if not 0.0 < threshold < 1.0:
         raise ModelError(f"decision threshold {threshold} is not inside (0, 1)")
-    version = compute_version(model_file.read_bytes(), names, threshold)
+    version = compute_version(text, names, threshold)
     if metadata.get("version") not in (None, version):
         raise ModelError(f"{MODEL_FILE} and {METADATA_FILE} do not belong together: the "
                          f"metadata says version {metadata['version']}, the content is {version}")

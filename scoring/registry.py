@@ -83,7 +83,7 @@ def set_current_on_disk(settings: Settings, version: str) -> None:
 
 def publish(settings: Settings, model_dir: Path, client: Any = None) -> str:
     """Validate a model directory, store it on disk and in Hazelcast, make it current."""
-    model = load_model(model_dir, compiled=False)  # rejects broken / incompatible models
+    model = load_model(model_dir, compiled=False, probe=True)  # rejects broken / incompatible
     files = {name: (Path(model_dir) / name).read_bytes() for name in (MODEL_FILE, METADATA_FILE)}
     store_on_disk(settings, model.version, files)
     set_current_on_disk(settings, model.version)
@@ -144,7 +144,8 @@ class ModelProvider:
     def _load(self, path: Path) -> LoadedModel:
         """Load and check a model; compiled now if cached (or not in background mode),
         otherwise LightGBM now and compiled in the background."""
-        model = load_model(path, compiled=False)  # raises ModelError for a bad model
+        # A model from the registry is probed in a child process before this one parses it.
+        model = load_model(path, compiled=False, probe=self._model is not None)
         if self._compiled:
             from scoring.compiled import is_cached
 

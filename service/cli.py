@@ -273,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "usually stops before (1000)")
     train.add_argument("--threshold-rule", default="f1",
                        help="decision threshold chosen on the validation period: f1 (maximum "
-                       "F1, default), precision:P (lowest score with precision >= P), fpr:F "
+                       "F1, default), precision:P (most recall at precision >= P), fpr:F "
                        "(lowest score flagging at most a fraction F of legitimate transactions)")
     train.add_argument("--no-refit", action="store_true",
                        help="ship the model fit on the earlier period instead of refitting on "
