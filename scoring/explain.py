@@ -130,12 +130,15 @@ def card_history(client: Any, settings: Settings, card: str, until_ms: int
     from enrich.sql_mappings import create_all_mappings
 
     create_all_mappings(settings, client)
+    # The bounds are integers written into the query (the client would send a Python int
+    # parameter as a 32-bit INTEGER); the card number is a parameter.
+    since_ms = int(until_ms) - HISTORY_SECONDS * 1000
     query = (f'SELECT transaction_number, credit_card_number, timestamp_ms, amount, merchant, '
              f'category, merchant_lat, merchant_lon FROM "{settings.map_predictions}" '
-             f"WHERE credit_card_number = ? AND timestamp_ms > ? AND timestamp_ms < ?")
+             f"WHERE credit_card_number = ? AND timestamp_ms > {since_ms} "
+             f"AND timestamp_ms < {int(until_ms)}")
     rows = []
-    with client.sql.execute(query, card, until_ms - HISTORY_SECONDS * 1000, until_ms
-                            ).result() as result:
+    with client.sql.execute(query, card).result() as result:
         for row in result:
             rows.append(transaction_of({name: row.get_object(name) for name in (
                 "transaction_number", "credit_card_number", "timestamp_ms", "amount",

@@ -126,12 +126,14 @@ class ModelProvider:
 
     def __init__(self, settings: Settings, telemetry: Any = None,
                  watch_registry: bool = True, compiled: bool = True,
-                 compile_in_background: bool = True) -> None:
+                 compile_in_background: bool = True,
+                 check_interval: float = RELOAD_CHECK_SECONDS) -> None:
         self._settings = settings
         self._telemetry = telemetry
         self._watch = watch_registry and settings.model_dir is None
         self._compiled = compiled
         self._background = compile_in_background
+        self._interval = check_interval
         self._lock = threading.Lock()
         self._model: LoadedModel | None = None
         self._published = False  # the current model came from the registry
@@ -180,7 +182,7 @@ class ModelProvider:
                 path = default_model_dir(self._settings)
                 self._published = self._settings.model_dir is None and path != PACKAGED_MODEL
                 self._model = self._load(path)
-                self._next_check = time.monotonic() + RELOAD_CHECK_SECONDS
+                self._next_check = time.monotonic() + self._interval
             if self._pending is not None:
                 pending, self._pending = self._pending, None
                 if pending.version == self._model.version:
@@ -188,9 +190,14 @@ class ModelProvider:
                     log.info("model %s: now scoring with %s", pending.version, pending.kind)
                     self._report(pending)
             if self._watch and time.monotonic() >= self._next_check:
-                self._next_check = time.monotonic() + RELOAD_CHECK_SECONDS
+                self._next_check = time.monotonic() + self._interval
                 self._maybe_reload()
             return self._model
+
+    @property
+    def rejected(self) -> frozenset[str]:
+        """Versions this worker refused (broken or incompatible)."""
+        return frozenset(self._rejected)
 
     def _maybe_reload(self) -> None:
         version: str | None = None
