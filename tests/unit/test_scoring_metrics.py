@@ -63,10 +63,10 @@ def test_threshold_for_fpr() -> None:
     # 8 negatives: 0.125 allows one false positive (0.8); the next legit score is 0.5.
     t = threshold_for_fpr(Y, P, 0.125)
     assert t == 0.6
-    assert int(((P >= t) & (Y == 0)).sum()) == 1
+    assert int(((t <= P) & (Y == 0)).sum()) == 1
     t = threshold_for_fpr(Y, P, 0.01)  # none allowed: above 0.8
     assert t == 0.9
-    assert not ((P >= t) & (Y == 0)).any()
+    assert not ((t <= P) & (Y == 0)).any()
 
 
 def test_choose_threshold_rules() -> None:
