@@ -119,9 +119,22 @@ def __getattr__(name: str) -> Any:
     if name == "flow":
         from service.settings import load_settings
 
+        _configure_logging()
         settings = load_settings()
         configure_logging(settings.log_level)
         built = build_live_flow(settings, drain=settings.drain)
         globals()["flow"] = built
         return built
     raise AttributeError(name)
+
+
+def _configure_logging() -> None:
+    """INFO to stderr in a dataflow process (model choice, hot reloads, rejections), unless
+    the host configured logging already."""
+    import logging
+    import sys
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("hazelcast").setLevel(logging.WARNING)

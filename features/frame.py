@@ -54,7 +54,11 @@ _TRAILING_SLICE = slice(
     FEATURE_NAMES.index(TRAILING_FEATURE_NAMES[0]),
     FEATURE_NAMES.index(TRAILING_FEATURE_NAMES[-1]) + 1,
 )
-_COUNT_COLUMNS = tuple(name for name in TRAILING_FEATURE_NAMES if name.startswith("transactions_"))
+_COUNT_COLUMNS = tuple(
+    name
+    for name in TRAILING_FEATURE_NAMES
+    if name.startswith(("transactions_", "distinct_", "night_transactions_"))
+)
 
 
 def _text(value: Any) -> str | None:
@@ -212,7 +216,7 @@ def compute_features(
             if state is None:
                 state = states[p] = PartitionFeatureState(allowed_lateness)
             partition_of[card] = state
-        trailing = state.update(card, t.unix_time, t.amt)
+        trailing = state.update(card, t.unix_time, t.amt, t.category)
         if trailing.late:
             late[i] = True
         rows.append(

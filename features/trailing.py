@@ -10,6 +10,13 @@ Watermark and lateness. The partition's watermark is (max event time seen) - all
 An event with t < watermark is late beyond the allowed lateness: it is still processed with
 whatever the state holds, and flagged `late=True`.
 
+Besides counts and amounts per window, the card's habits: the categories of its 24-hour
+window, the share of its other 30-day transactions in this transaction's category, the time
+since its previous transaction in that category, and its night-time activity (UTC hours
+22:00-03:59, `NIGHT_HOURS`). "Other" transactions of a window are those of the window except
+this one; a share with no other transaction is NaN. A category not in
+`features.reference.CATEGORIES` (or none) counts as one "unknown" category.
+
 Eviction runs on event time only, never on the wall clock: an event with time
 <= watermark - 30 days can never be in the window of a non-late event again (a non-late
 event has t >= watermark, so its 30-day window starts after watermark - 30 days, and the
@@ -40,10 +47,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
+from features.reference import CATEGORIES
+
 __all__ = [
     "DAY",
     "HOUR",
     "MONTH",
+    "NIGHT_HOURS",
     "STATE_VERSION",
     "TRAILING_FEATURE_NAMES",
     "WEEK",
@@ -59,11 +69,21 @@ WEEK = 604_800
 MONTH = 2_592_000  # 30 days, the longest window
 SWEEP_INTERVAL = HOUR
 
+NIGHT_HOURS: frozenset[int] = frozenset((22, 23, 0, 1, 2, 3))
+"""UTC hours of day that count as night."""
+_NIGHT = bytes(1 if h in NIGHT_HOURS else 0 for h in range(24))
+_UNKNOWN_CATEGORY = 255
+_CATEGORY_CODES: dict[str, int] = {name: i for i, name in enumerate(CATEGORIES)}
+
 # Bump on ANY change of the snapshot format or of what the stored state means (windows,
 # lateness and eviction rules): a recovery store of another version is refused, never misread.
 # tests/unit/test_recovery_version.py pins a digest of the snapshot of a fixed sequence and of
 # its features for every version. 2: running sums kept with their rounding errors.
-STATE_VERSION = 2
+# 3: category codes and night flags per event (card-habit features).
+STATE_VERSION = 3
+
+_Card = tuple["array[int]", "array[float]", "array[float]", bytearray, bytearray]
+"""times, running sums (high, low), category codes, night flags."""
 _MAGIC = b"FTRS"
 _HEADER = struct.Struct("<4sI")
 
@@ -84,6 +104,17 @@ class TrailingFeatures:
     """t minus the latest other stored event time <= t within the last 30 days; NaN if none."""
     amount_to_30_day_average: float
     """amt / (amount_spent_last_30_days / transactions_last_30_days); NaN if that average is 0."""
+    distinct_categories_last_24_hours: int
+    """Number of distinct categories in the 24-hour window (this transaction's included)."""
+    category_share_30_days: float
+    """Share of the other transactions of the 30-day window that have this category; NaN if
+    there is no other."""
+    seconds_since_previous_same_category: float
+    """t minus the latest other event time of this category in the 30-day window; NaN if none."""
+    night_transactions_last_24_hours: int
+    """Number of night-time transactions (`NIGHT_HOURS`) in the 24-hour window."""
+    night_share_30_days: float
+    """Share of the other transactions of the 30-day window at night; NaN if there is no other."""
     late: bool = False
     """The event is older than the partition's watermark (beyond the allowed lateness)."""
 
@@ -100,6 +131,11 @@ class TrailingFeatures:
             self.amount_spent_last_30_days,
             self.seconds_since_previous,
             self.amount_to_30_day_average,
+            self.distinct_categories_last_24_hours,
+            self.category_share_30_days,
+            self.seconds_since_previous_same_category,
+            self.night_transactions_last_24_hours,
+            self.night_share_30_days,
         )
 
 
@@ -119,18 +155,21 @@ class _CardEvent(Protocol):
     def unix_time(self) -> int: ...
     @property
     def amt(self) -> float: ...
+    @property
+    def category(self) -> str: ...
 
 
 class PartitionFeatureState:
     """Trailing-window state of all cards of one Kafka partition.
 
-    Per card: event times (sorted, `array('q')`) and running sums of the amounts in that order
+    Per card: event times (sorted, `array('q')`), running sums of the amounts in that order
     with their exact rounding errors (two `array('d')`, one longer than the times: the sum of
-    the amounts of events [i, j) is (high[j] - high[i]) + (low[j] - low[i])). A window costs
-    binary searches and a few subtractions, whatever the card's volume; about 24 bytes per
-    stored event. Sums are accurate to about one unit in the last place of the window sum
-    (not of the card's lifetime spend). Eviction deletes leading entries only: the entries
-    kept are unchanged.
+    the amounts of events [i, j) is (high[j] - high[i]) + (low[j] - low[i])), and one byte each
+    for the category code and the night flag of every event (`bytearray`). A window costs
+    binary searches, a few subtractions and byte counts over the window in C (`count`,
+    `rfind`); about 26 bytes per stored event. Sums are accurate to about one unit in the
+    last place of the window sum (not of the card's lifetime spend). Eviction deletes leading
+    entries only: the entries kept are unchanged.
 
     `evict=False` keeps everything (for tests proving that eviction changes nothing).
     """
@@ -150,7 +189,7 @@ class PartitionFeatureState:
             raise ValueError(f"allowed_lateness must be >= 0, got {allowed_lateness}")
         self._allowed_lateness = int(allowed_lateness)
         self._evict = evict
-        self._cards: dict[str, tuple[array[int], array[float], array[float]]] = {}
+        self._cards: dict[str, _Card] = {}
         self._events = 0
         self._events_after_sweep = 0
         self._max_time: int | None = None
@@ -184,10 +223,14 @@ class PartitionFeatureState:
     def process(self, batch: Sequence[_CardEvent]) -> list[TrailingFeatures]:
         """Features of every transaction of `batch`, in batch order (which is arrival order)."""
         update = self.update
-        return [update(tx.cc_num, tx.unix_time, tx.amt) for tx in batch]
+        return [update(tx.cc_num, tx.unix_time, tx.amt, tx.category) for tx in batch]
 
-    def update(self, card: str, t: int, amt: float) -> TrailingFeatures:
+    def update(
+        self, card: str, t: int, amt: float, category: str | None = None
+    ) -> TrailingFeatures:
         """Add one event of `card` at event time `t` and return its trailing features."""
+        code = _CATEGORY_CODES.get(category, _UNKNOWN_CATEGORY) if category else _UNKNOWN_CATEGORY
+        night = _NIGHT[(t // 3600) % 24]
         mx = self._max_time
         if mx is None or t > mx:
             self._advance(t)
@@ -195,18 +238,22 @@ class PartitionFeatureState:
         elif t < mx - self._allowed_lateness:
             late = True
             if self._evict and t <= mx - self._allowed_lateness - MONTH:
-                return self._expired(card, t, amt)
+                return self._expired(card, t, amt, code, night)
         else:
             late = False
 
         state = self._cards.get(card)
         self._events += 1
         if state is None:
-            self._cards[card] = (array("q", (t,)), array("d", (0.0, amt)), array("d", _ZEROS))
-            return TrailingFeatures(
-                1, amt, 1, amt, 1, amt, 1, amt, _NAN, 1.0 if amt > 0.0 else _NAN, late
+            self._cards[card] = (
+                array("q", (t,)),
+                array("d", (0.0, amt)),
+                array("d", _ZEROS),
+                bytearray((code,)),
+                bytearray((night,)),
             )
-        times, high, low = state
+            return _first(amt, night, late)
+        times, high, low, cats, nights = state
         if t >= times[-1]:
             times.append(t)
             # Running sum with its exact rounding error (Knuth's TwoSum) kept in `low`.
@@ -215,6 +262,8 @@ class PartitionFeatureState:
             b = s - a
             high.append(s)
             low.append(low[-1] + ((a - (s - b)) + (amt - b)))
+            cats.append(code)
+            nights.append(night)
             hi = len(times)
         else:
             hi = bisect_right(times, t)
@@ -224,6 +273,8 @@ class PartitionFeatureState:
             b = s - a
             high.insert(hi + 1, s)
             low.insert(hi + 1, low[hi] + ((a - (s - b)) + (amt - b)))
+            cats.insert(hi, code)
+            nights.insert(hi, night)
             hi += 1
             for j in range(hi + 1, len(high)):
                 a = high[j]
@@ -247,6 +298,17 @@ class PartitionFeatureState:
         s7 = s24 if lo7 == lo24 else (h_hi - high[lo7]) + (l_hi - low[lo7])
         s30 = s7 if lo30 == lo7 else (h_hi - high[lo30]) + (l_hi - low[lo30])
         n30 = hi - lo30
+        # The other events of the 30-day window are [lo30, hi - 1); this one is at hi - 1.
+        other = hi - 1
+        n_other = other - lo30
+        if n_other:
+            same = cats.rfind(code, lo30, other)
+            since_same = t - times[same] if same >= 0 else _NAN
+            share_same = cats.count(code, lo30, other) / n_other
+            share_night = nights.count(1, lo30, other) / n_other
+            since: float = t - times[other - 1]
+        else:
+            since = since_same = share_same = share_night = _NAN
         return TrailingFeatures(
             hi - lo1,
             s1,
@@ -256,20 +318,23 @@ class PartitionFeatureState:
             s7,
             n30,
             s30,
-            t - times[hi - 2] if hi - 2 >= lo30 else _NAN,
+            since,
             amt * n30 / s30 if s30 > 0.0 else _NAN,
+            len(set(cats[lo24:hi])),
+            share_same,
+            since_same,
+            nights.count(1, lo24, hi),
+            share_night,
             late,
         )
 
-    def _expired(self, card: str, t: int, amt: float) -> TrailingFeatures:
+    def _expired(self, card: str, t: int, amt: float, code: int, night: int) -> TrailingFeatures:
         """Features of a late event already beyond the eviction horizon, without storing it:
         a sweep would drop it anyway, and no later non-late event can see it."""
         state = self._cards.get(card)
         if state is None:
-            return TrailingFeatures(
-                1, amt, 1, amt, 1, amt, 1, amt, _NAN, 1.0 if amt > 0.0 else _NAN, True
-            )
-        times, high, low = state
+            return _first(amt, night, True)
+        times, high, low, cats, nights = state
         hi = bisect_right(times, t)  # stored events counted with this one: [lo, hi)
         lo1 = bisect_right(times, t - HOUR, 0, hi)
         lo24 = bisect_right(times, t - DAY, 0, lo1)
@@ -281,6 +346,17 @@ class PartitionFeatureState:
             ((h_hi - high[lo]) + (l_hi - low[lo])) + amt for lo in (lo1, lo24, lo7, lo30)
         )
         n30 = hi - lo30 + 1
+        n_other = hi - lo30  # the other events of the 30-day window: stored [lo30, hi)
+        if n_other:
+            same = cats.rfind(code, lo30, hi)
+            since_same = t - times[same] if same >= 0 else _NAN
+            share_same = cats.count(code, lo30, hi) / n_other
+            share_night = nights.count(1, lo30, hi) / n_other
+            since: float = t - times[hi - 1]
+        else:
+            since = since_same = share_same = share_night = _NAN
+        categories = set(cats[lo24:hi])
+        categories.add(code)
         return TrailingFeatures(
             hi - lo1 + 1,
             s1,
@@ -290,8 +366,13 @@ class PartitionFeatureState:
             s7,
             n30,
             s30,
-            t - times[hi - 1] if hi - 1 >= lo30 else _NAN,
+            since,
             amt * n30 / s30 if s30 > 0.0 else _NAN,
+            len(categories),
+            share_same,
+            since_same,
+            nights.count(1, lo24, hi) + night,
+            share_night,
             True,
         )
 
@@ -318,7 +399,7 @@ class PartitionFeatureState:
         cards = self._cards
         empty = []
         dropped = 0
-        for card, (times, high, low) in cards.items():
+        for card, (times, high, low, cats, nights) in cards.items():
             if times[0] <= horizon:
                 if times[-1] <= horizon:
                     dropped += len(times)
@@ -328,6 +409,8 @@ class PartitionFeatureState:
                     del times[:k]
                     del high[:k]
                     del low[:k]
+                    del cats[:k]
+                    del nights[:k]
                     dropped += k
         for card in empty:
             del cards[card]
@@ -342,11 +425,15 @@ class PartitionFeatureState:
         times = array("q")
         high = array("d")
         low = array("d")
-        for card_times, card_high, card_low in self._cards.values():
+        cats = bytearray()
+        nights = bytearray()
+        for card_times, card_high, card_low, card_cats, card_nights in self._cards.values():
             lengths.append(len(card_times))
             times.extend(card_times)
             high.extend(card_high)
             low.extend(card_low)
+            cats += card_cats
+            nights += card_nights
         body = (
             sys.byteorder,
             self._max_time,
@@ -357,6 +444,8 @@ class PartitionFeatureState:
             times.tobytes(),
             high.tobytes(),
             low.tobytes(),
+            bytes(cats),
+            bytes(nights),
         )
         return _HEADER.pack(_MAGIC, STATE_VERSION) + pickle.dumps(body, protocol=5)
 
@@ -378,6 +467,8 @@ class PartitionFeatureState:
                 b_times,
                 b_high,
                 b_low,
+                b_cats,
+                b_nights,
             ) = body
             lengths = array("q")
             lengths.frombytes(b_lengths)
@@ -394,6 +485,7 @@ class PartitionFeatureState:
                 len(names) == len(lengths)
                 and len(times) == sum(lengths)
                 and len(high) == len(low) == len(times) + len(names)
+                and len(b_cats) == len(b_nights) == len(times)
                 and min(lengths, default=1) > 0
             ):
                 raise ValueError("inconsistent lengths")
@@ -414,6 +506,8 @@ class PartitionFeatureState:
                 times[offset:end],
                 high[offset + i : end + i + 1],
                 low[offset + i : end + i + 1],
+                bytearray(b_cats[offset:end]),
+                bytearray(b_nights[offset:end]),
             )
             offset = end
         state._events = offset
@@ -436,6 +530,14 @@ def check_snapshot_version(data: bytes) -> None:
                 f"{STATE_VERSION}"
             )
         )
+
+
+def _first(amt: float, night: int, late: bool) -> TrailingFeatures:
+    """Features of a card's only event in its windows."""
+    return TrailingFeatures(
+        1, amt, 1, amt, 1, amt, 1, amt, _NAN, 1.0 if amt > 0.0 else _NAN,
+        1, _NAN, _NAN, night, _NAN, late,
+    )  # fmt: skip
 
 
 class _SafeUnpickler(pickle.Unpickler):

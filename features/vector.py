@@ -12,7 +12,11 @@ across customers).
 - customer_gender: 1 = M, 0 = F, NaN otherwise or unknown.
 - log10_city_pop: log10 of the customer's city population (NaN if unknown or 0).
 - distance_from_home: km from the customer's home to the merchant (NaN if unknown).
-- the numeric trailing features (`TRAILING_FEATURE_NAMES`).
+- the numeric trailing features (`TRAILING_FEATURE_NAMES`, defined in features/trailing.py):
+  counts and amounts over 1 h / 24 h / 7 d / 30 d, time since the previous transaction, the
+  amount relative to the card's 30-day average, and the card's habits: distinct categories in
+  24 h, the share of its other 30-day transactions in this category, time since its previous
+  transaction in this category, night-time transactions in 24 h and its 30-day night share.
 - customer_known, merchant_known: 1 if the reference data has the card / the merchant.
 """
 
@@ -90,6 +94,11 @@ def feature_row(
         trailing.amount_spent_last_30_days,
         trailing.seconds_since_previous,
         trailing.amount_to_30_day_average,
+        float(trailing.distinct_categories_last_24_hours),
+        trailing.category_share_30_days,
+        trailing.seconds_since_previous_same_category,
+        float(trailing.night_transactions_last_24_hours),
+        trailing.night_share_30_days,
         customer_known,
         0.0 if merchant is None else 1.0,
     ]

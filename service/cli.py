@@ -128,10 +128,13 @@ def _hotspots(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _train(args: argparse.Namespace, settings: Settings) -> int:
-    from scoring.train import train_from_csv
+    from scoring.train import TrainConfig, train_from_csv
 
-    train_from_csv(args.data, args.out, valid_fraction=args.valid_fraction, seed=args.seed,
-                   limit=args.limit, settings=settings)
+    config = TrainConfig(valid_fraction=args.valid_fraction, seed=args.seed,
+                         num_leaves=args.num_leaves, learning_rate=args.learning_rate,
+                         min_child_samples=args.min_child_samples, max_rounds=args.rounds,
+                         threshold_rule=args.threshold_rule, refit=not args.no_refit)
+    train_from_csv(args.data, args.out, config, limit=args.limit, settings=settings)
     return 0
 
 
@@ -151,7 +154,7 @@ def _model_publish(args: argparse.Namespace, settings: Settings) -> int:
 def _explain(args: argparse.Namespace, settings: Settings) -> int:
     from scoring.explain import explain_command
 
-    return explain_command(settings, args.trans_num)
+    return explain_command(settings, args.trans_num, as_json_output=args.json)
 
 
 def _dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
@@ -284,6 +287,21 @@ def build_parser() -> argparse.ArgumentParser:
                        help="latest fraction of the period held out for validation")
     train.add_argument("--seed", type=int, default=7, help="random seed")
     train.add_argument("--limit", type=int, default=None, help="first N rows only")
+    train.add_argument("--num-leaves", type=int, default=63, help="LightGBM num_leaves (63)")
+    train.add_argument("--learning-rate", type=float, default=0.05,
+                       help="LightGBM learning rate (0.05)")
+    train.add_argument("--min-child-samples", type=int, default=50,
+                       help="LightGBM min_child_samples (50)")
+    train.add_argument("--rounds", type=int, default=1000,
+                       help="most boosting rounds; early stopping on the validation period "
+                       "usually stops before (1000)")
+    train.add_argument("--threshold-rule", default="f1",
+                       help="decision threshold chosen on the validation period: f1 (maximum "
+                       "F1, default), precision:P (most recall at precision >= P), fpr:F "
+                       "(lowest score flagging at most a fraction F of legitimate transactions)")
+    train.add_argument("--no-refit", action="store_true",
+                       help="ship the model fit on the earlier period instead of refitting on "
+                       "the whole file")
 
     evaluate = command("evaluate", "score a CSV with a model and report its quality", _evaluate)
     evaluate.add_argument("--model", type=Path, required=True, help="model directory")
@@ -301,8 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
                       _model_publish, model_sub)
     publish.add_argument("dir", type=Path, help="model directory made by `fraud train`")
 
-    explain = command("explain", "top feature contributions of a stored prediction", _explain)
+    explain = command("explain", "feature contributions of a stored prediction: those stored "
+                      "when it was flagged, and all of them recomputed from the card's stored "
+                      "history with the model version it records", _explain)
     explain.add_argument("trans_num", help="transaction number")
+    explain.add_argument("--json", action="store_true", help="print one JSON object")
 
     dlq = sub.add_parser("dlq", help="the dead-letter topic",
                          description="The dead-letter topic.", epilog=ENVIRONMENT_HELP,

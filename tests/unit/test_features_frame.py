@@ -97,7 +97,9 @@ def test_matches_the_serving_path_step_by_step() -> None:
     for i, (card, t, amt) in enumerate(ROWS):
         tx = Transaction(f"{i:032x}", str(card), t, amt, f"fraud_M{i % 3}",
                          ("travel", "home", "kids_pets")[i % 3], 42.5, -72.0, i % 2)  # fmt: skip
-        features = states[kafka_partition(str(card).encode(), 10)].update(str(card), t, amt)
+        features = states[kafka_partition(str(card).encode(), 10)].update(
+            str(card), t, amt, tx.category
+        )
         expected = feature_row(tx, features, customers[str(card)], merchants[tx.merchant])
         np.testing.assert_array_equal(matrix[i], np.array(expected))
     assert matrix.shape == (len(ROWS), len(FEATURE_NAMES))

@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from features.frame import compute_features
-from features.trailing import DAY, HOUR, MONTH, TRAILING_FEATURE_NAMES, WEEK
+from features.reference import CATEGORIES
+from features.trailing import DAY, HOUR, MONTH, NIGHT_HOURS, TRAILING_FEATURE_NAMES, WEEK
 from features.vector import FEATURE_NAMES
 
 DATA = Path(__file__).parents[2].parent / "shared" / "data" / "sparkov_2023_train.csv.gz"
@@ -38,9 +39,13 @@ def pandas_trailing(df: pd.DataFrame) -> pd.DataFrame:
             "card": df["cc_num"].astype(str).to_numpy(),
             "ts": pd.to_datetime(df["unix_time"].to_numpy(), unit="s"),
             "amt": df["amt"].to_numpy(),
+            "category": df["category"].to_numpy(),
+            "night": ((df["unix_time"].to_numpy() // HOUR) % 24).astype(int),
             "pos": np.arange(len(df)),
         }
     ).sort_values(["card", "pos"], kind="stable")
+    d["night"] = d["night"].isin(NIGHT_HOURS).astype(float)
+    assert set(d["category"]) <= set(CATEGORIES)
     out = pd.DataFrame(index=d["pos"].to_numpy())
     grouped = d.set_index("ts").groupby("card", sort=True)["amt"]
     names = {HOUR: "last_hour", DAY: "last_24_hours", WEEK: "last_week", MONTH: "last_30_days"}
@@ -53,6 +58,32 @@ def pandas_trailing(df: pd.DataFrame) -> pd.DataFrame:
     out["amount_to_30_day_average"] = d["amt"].to_numpy() / (
         out["amount_spent_last_30_days"] / out["transactions_last_30_days"]
     )
+
+    # Habits: one-hot categories and the night flag, summed over the windows.
+    def rolling_sum(column: pd.Series, window: int) -> np.ndarray:
+        frame = pd.DataFrame({"card": d["card"].to_numpy(), "v": column.to_numpy()},
+                             index=d["ts"])
+        rolled = frame.groupby("card", sort=True)["v"].rolling(
+            pd.Timedelta(seconds=window), closed="right").sum()
+        return rolled.to_numpy()
+
+    n_other = out["transactions_last_30_days"].to_numpy() - 1
+    same_30 = np.zeros(len(d))
+    distinct_24 = np.zeros(len(d))
+    for category in CATEGORIES:
+        mine = (d["category"] == category).astype(float)
+        distinct_24 += rolling_sum(mine, DAY) > 0
+        same_30 += np.where(mine.to_numpy() == 1, rolling_sum(mine, MONTH) - 1, 0)
+    night = d["night"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["distinct_categories_last_24_hours"] = distinct_24.astype(np.int64)
+        out["category_share_30_days"] = np.where(n_other > 0, same_30 / n_other, np.nan)
+        gap_same = d.groupby(["card", "category"])["ts"].diff().dt.total_seconds().to_numpy()
+        out["seconds_since_previous_same_category"] = np.where(gap_same < MONTH, gap_same,
+                                                               np.nan)
+        out["night_transactions_last_24_hours"] = rolling_sum(night, DAY).astype(np.int64)
+        night_30 = rolling_sum(night, MONTH) - night.to_numpy()
+        out["night_share_30_days"] = np.where(n_other > 0, night_30 / n_other, np.nan)
     return out.sort_index()
 
 
@@ -68,9 +99,9 @@ def test_trailing_features_match_pandas_rolling_windows(sparkov: pd.DataFrame) -
     for name in TRAILING_FEATURE_NAMES:
         want = expected[name].to_numpy()
         have = got[name].to_numpy()
-        if name.startswith("transactions_"):
+        if name.startswith(("transactions_", "distinct_", "night_transactions_")):
             np.testing.assert_array_equal(have, want, err_msg=name)
-        elif name == "seconds_since_previous":
+        elif name.startswith("seconds_since_previous"):
             np.testing.assert_array_equal(np.isnan(have), np.isnan(want), err_msg=name)
             np.testing.assert_allclose(have, want, rtol=0, atol=0, err_msg=name)
         else:
@@ -84,3 +115,7 @@ def test_trailing_features_match_pandas_rolling_windows(sparkov: pd.DataFrame) -
     # Windows are not trivially small: the test exercises multi-event windows.
     assert got["transactions_last_30_days"].max() > 50
     assert (got["transactions_last_hour"] > 1).sum() > 100
+    assert got["distinct_categories_last_24_hours"].max() > 2
+    assert got["night_transactions_last_24_hours"].max() > 2
+    share = got["category_share_30_days"]
+    assert ((share > 0) & (share < 1)).sum() > 1000

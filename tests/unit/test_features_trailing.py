@@ -13,10 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.messages import Transaction
+from features.reference import CATEGORIES
 from features.trailing import (
     DAY,
     HOUR,
     MONTH,
+    NIGHT_HOURS,
     STATE_VERSION,
     TRAILING_FEATURE_NAMES,
     WEEK,
@@ -34,6 +36,16 @@ class Event:
     card: str
     t: int
     amt: float
+    category: str | None = "travel"
+
+
+def category_key(category: str | None) -> str:
+    """Categories outside the known list (or none) are one 'unknown' category."""
+    return category if category in CATEGORIES else "?"
+
+
+def is_night(t: int) -> bool:
+    return (t // HOUR) % 24 in NIGHT_HOURS
 
 
 def brute_force(events: list[Event], allowed_lateness: int) -> list[TrailingFeatures]:
@@ -50,13 +62,23 @@ def brute_force(events: list[Event], allowed_lateness: int) -> list[TrailingFeat
             inside = [e for e in seen if ev.t - w < e.t <= ev.t]
             counts.append(len(inside))
             sums.append(math.fsum(e.amt for e in inside))
-        others = [e.t for e in seen[:-1] if ev.t - MONTH < e.t <= ev.t]
-        since = ev.t - max(others) if others else math.nan
+        others = [e for e in seen[:-1] if ev.t - MONTH < e.t <= ev.t]
+        since = ev.t - max(e.t for e in others) if others else math.nan
         ratio = ev.amt / (sums[3] / counts[3]) if sums[3] > 0 else math.nan
+        day = [e for e in seen if ev.t - DAY < e.t <= ev.t]
+        key = category_key(ev.category)
+        same_category = [e.t for e in others if category_key(e.category) == key]
+        n_other = len(others)
         out.append(
             TrailingFeatures(
                 counts[0], sums[0], counts[1], sums[1], counts[2], sums[2], counts[3], sums[3],
-                since, ratio, late,
+                since, ratio,
+                len({category_key(e.category) for e in day}),
+                len(same_category) / n_other if n_other else math.nan,
+                ev.t - max(same_category) if same_category else math.nan,
+                sum(is_night(e.t) for e in day),
+                sum(is_night(e.t) for e in others) / n_other if n_other else math.nan,
+                late,
             )
         )
     return out
@@ -66,7 +88,7 @@ def same(a: TrailingFeatures, b: TrailingFeatures, tol: float = 1e-9) -> bool:
     if a.late != b.late:
         return False
     for name, x, y in zip(TRAILING_FEATURE_NAMES, a.as_tuple(), b.as_tuple(), strict=True):
-        if name.startswith("transactions_"):
+        if name.startswith(("transactions_", "distinct_", "night_transactions_")):
             if x != y:
                 return False
         elif not (math.isnan(x) and math.isnan(y)) and not math.isclose(
@@ -81,7 +103,10 @@ def _same_or_nan(x: float, y: float) -> bool:
 
 
 def run(state: PartitionFeatureState, events: list[Event]) -> list[TrailingFeatures]:
-    return [state.update(e.card, e.t, e.amt) for e in events]
+    return [state.update(e.card, e.t, e.amt, e.category) for e in events]
+
+
+SOME_CATEGORIES = ("travel", "home", "misc_net", "grocery_pos", "crypto", None)
 
 
 def random_events(seed: int, n: int = 3000, cards: int = 6, span_days: int = 150) -> list[Event]:
@@ -103,7 +128,7 @@ def random_events(seed: int, n: int = 3000, cards: int = 6, span_days: int = 150
         if r > 0.98:  # cards that appear once and never again: must be deleted
             card = f"once{rng.randrange(10**9)}"
         amt = round(rng.choice([rng.uniform(0, 200), rng.uniform(0, 90_000), 0.0]), 2)
-        events.append(Event(card, et, amt))
+        events.append(Event(card, et, amt, rng.choice(SOME_CATEGORIES)))
     return events
 
 
@@ -137,6 +162,50 @@ def test_window_bounds_are_open_on_the_left_and_closed_on_the_right() -> None:
     f = s.update("c", T0 + MONTH + 1, 32.0)
     assert (f.transactions_last_30_days, f.amount_spent_last_30_days) == (4, 60.0)
     assert f.seconds_since_previous == MONTH + 1 - WEEK
+
+
+def test_category_and_night_habits() -> None:
+    s = PartitionFeatureState(allowed_lateness=0)
+    noon = T0 - T0 % DAY + 12 * HOUR  # 12:00 UTC
+    first = s.update("c", noon, 10.0, "grocery_pos")
+    assert first.distinct_categories_last_24_hours == 1
+    assert first.night_transactions_last_24_hours == 0
+    for name in ("category_share_30_days", "seconds_since_previous_same_category",
+                 "night_share_30_days"):  # no other transaction yet
+        assert math.isnan(getattr(first, name)), name
+    s.update("c", noon + HOUR, 20.0, "grocery_pos")
+    s.update("c", noon + 2 * HOUR, 30.0, "travel")
+    f = s.update("c", noon + 10 * HOUR, 40.0, "grocery_pos")  # 22:00 UTC: night
+    assert f.distinct_categories_last_24_hours == 2
+    assert f.category_share_30_days == 2 / 3
+    assert f.seconds_since_previous_same_category == 9 * HOUR
+    assert f.night_transactions_last_24_hours == 1
+    assert f.night_share_30_days == 0.0
+    g = s.update("c", noon + 15 * HOUR, 50.0, "shopping_net")  # 03:00 UTC: night
+    assert g.distinct_categories_last_24_hours == 3
+    assert g.category_share_30_days == 0.0
+    assert math.isnan(g.seconds_since_previous_same_category)
+    assert g.night_transactions_last_24_hours == 2
+    assert g.night_share_30_days == 1 / 4
+    h = s.update("c", noon + 16 * HOUR, 60.0, "shopping_net")  # 04:00 UTC: day again
+    assert h.night_transactions_last_24_hours == 2
+    assert h.seconds_since_previous_same_category == HOUR
+    # A day later the first three fall out of the 24 hours, not out of the 30 days.
+    i = s.update("c", noon + DAY + 2 * HOUR, 70.0, "travel")
+    assert i.distinct_categories_last_24_hours == 3  # grocery_pos, shopping_net, travel
+    assert i.night_transactions_last_24_hours == 2
+    assert i.category_share_30_days == 1 / 6
+    assert i.seconds_since_previous_same_category == DAY
+
+
+def test_unknown_categories_are_one_category() -> None:
+    s = PartitionFeatureState()
+    s.update("c", T0, 1.0, "crypto")
+    s.update("c", T0 + 1, 1.0, None)
+    f = s.update("c", T0 + 2, 1.0, "")
+    assert f.distinct_categories_last_24_hours == 1
+    assert f.category_share_30_days == 1.0
+    assert f.seconds_since_previous_same_category == 1
 
 
 def test_cards_are_independent() -> None:
@@ -234,17 +303,17 @@ def test_sums_stay_accurate_after_a_large_lifetime_spend() -> None:
 def test_process_is_update_in_batch_order() -> None:
     events = random_events(1, n=500)
     batch = [
-        Transaction(f"t{i}", e.card, e.t, e.amt, "m", "travel", 0.0, 0.0)
+        Transaction(f"t{i}", e.card, e.t, e.amt, "m", e.category or "", 0.0, 0.0)
         for i, e in enumerate(events)
     ]
     assert PartitionFeatureState().process(batch) == run(PartitionFeatureState(), events)
 
 
 def test_feature_names_and_tuple_agree() -> None:
-    f = TrailingFeatures(1, 2.0, 3, 4.0, 5, 6.0, 7, 8.0, 9.0, 10.0, True)
-    assert f.as_tuple() == (1, 2.0, 3, 4.0, 5, 6.0, 7, 8.0, 9.0, 10.0)
+    f = TrailingFeatures(1, 2.0, 3, 4.0, 5, 6.0, 7, 8.0, 9.0, 10.0, 11, 0.12, 13.0, 14, 0.15, True)
+    assert f.as_tuple() == (1, 2.0, 3, 4.0, 5, 6.0, 7, 8.0, 9.0, 10.0, 11, 0.12, 13.0, 14, 0.15)
     assert tuple(getattr(f, n) for n in TRAILING_FEATURE_NAMES) == f.as_tuple()
-    assert "late" not in TRAILING_FEATURE_NAMES and len(TRAILING_FEATURE_NAMES) == 10
+    assert "late" not in TRAILING_FEATURE_NAMES and len(TRAILING_FEATURE_NAMES) == 15
 
 
 # -- against the oracle --------------------------------------------------------------------
@@ -271,13 +340,16 @@ def test_matches_brute_force(seed: int) -> None:
             st.sampled_from(["a", "b"]),
             st.integers(min_value=0, max_value=40 * DAY),
             st.sampled_from([0.0, 0.5, 1.25, 10.0, 99.99]),
+            st.sampled_from(["travel", "home", "crypto", None]),
         ),
         max_size=40,
     ),
     st.sampled_from([0, 60, HOUR, DAY]),
 )
-def test_property_matches_brute_force(raw: list[tuple[str, int, float]], lateness: int) -> None:
-    events = [Event(c, T0 + t, a) for c, t, a in raw]
+def test_property_matches_brute_force(
+    raw: list[tuple[str, int, float, str | None]], lateness: int
+) -> None:
+    events = [Event(c, T0 + t, a, k) for c, t, a, k in raw]
     expected = brute_force(events, lateness)
     kept = run(PartitionFeatureState(lateness, evict=False), events)
     evicting = run(PartitionFeatureState(lateness), events)
@@ -298,8 +370,8 @@ def test_eviction_never_changes_a_non_late_event(seed: int) -> None:
     evict = PartitionFeatureState(HOUR)
     n_late = 0
     for e in events:
-        a = keep.update(e.card, e.t, e.amt)
-        b = evict.update(e.card, e.t, e.amt)
+        a = keep.update(e.card, e.t, e.amt, e.category)
+        b = evict.update(e.card, e.t, e.amt, e.category)
         assert a.late == b.late
         if a.late:
             n_late += 1
@@ -308,6 +380,9 @@ def test_eviction_never_changes_a_non_late_event(seed: int) -> None:
         # restarts the running sums of deleted cards and does not store expired late events,
         # so its running sums round differently).
         assert a.as_tuple()[:8:2] == b.as_tuple()[:8:2]
+        # The habits (categories, night) exactly.
+        assert all(_same_or_nan(x, y) for x, y in zip(a.as_tuple()[10:], b.as_tuple()[10:],
+                                                      strict=True))
         assert _same_or_nan(a.seconds_since_previous, b.seconds_since_previous)
         assert same(a, b, tol=1e-13), (a, b)
     assert n_late > 100
@@ -369,7 +444,7 @@ def test_snapshot_is_compact() -> None:
     s = PartitionFeatureState()
     for i in range(10_000):
         s.update(f"card{i % 100:016d}", T0 + i * 60, 12.34)
-    assert len(s.snapshot()) < 10_000 * 25 + 100 * 40  # 8 + 2 * 8 bytes per event
+    assert len(s.snapshot()) < 10_000 * 27 + 100 * 40  # 8 + 2 * 8 + 2 bytes per event
 
 
 def test_snapshot_is_picklable_for_the_recovery_store() -> None:

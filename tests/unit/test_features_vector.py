@@ -24,17 +24,18 @@ CUSTOMER = Customer(
     job="Engineer", dob="1990-06-16",
 )  # fmt: skip
 MERCHANT = Merchant("fraud_Acme", "travel")
-TRAILING = TrailingFeatures(2, 30.0, 3, 40.0, 4, 50.0, 5, 60.0, 120.0, 2.0, False)
+TRAILING = TrailingFeatures(2, 30.0, 3, 40.0, 4, 50.0, 5, 60.0, 120.0, 2.0, 2, 0.25, 600.0, 1,
+                            0.5, False)
 
 
 def test_feature_names() -> None:
-    assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES)) == 20
+    assert len(FEATURE_NAMES) == len(set(FEATURE_NAMES)) == 25
     assert FEATURE_NAMES[:8] == (
         "amt", "category_code", "hour_of_day", "weekday", "customer_age", "customer_gender",
         "log10_city_pop", "distance_from_home",
     )  # fmt: skip
-    assert FEATURE_NAMES[8:18] == TRAILING_FEATURE_NAMES
-    assert FEATURE_NAMES[18:] == ("customer_known", "merchant_known")
+    assert FEATURE_NAMES[8:23] == TRAILING_FEATURE_NAMES
+    assert FEATURE_NAMES[23:] == ("customer_known", "merchant_known")
     for name in FEATURE_NAMES:  # deliberately absent
         assert "month" not in name and "cc_num" not in name and name not in ("lat", "long")
         assert name not in ("merchant", "is_fraud", "trans_num", "unix_time")
@@ -52,7 +53,8 @@ def test_known_values_for_a_hand_made_case() -> None:
     assert values["customer_gender"] == 0.0  # F
     assert values["log10_city_pop"] == pytest.approx(3.0)
     assert values["distance_from_home"] == pytest.approx(ONE_DEGREE_KM, rel=1e-12)
-    assert row[8:18] == [2.0, 30.0, 3.0, 40.0, 4.0, 50.0, 5.0, 60.0, 120.0, 2.0]
+    assert row[8:23] == [2.0, 30.0, 3.0, 40.0, 4.0, 50.0, 5.0, 60.0, 120.0, 2.0, 2.0, 0.25, 600.0,
+                         1.0, 0.5]
     assert values["customer_known"] == 1.0 and values["merchant_known"] == 1.0
     assert all(type(v) is float for v in row)
 
@@ -81,7 +83,8 @@ def test_odd_customer_values_are_nan() -> None:
 
 
 def test_nan_trailing_values_pass_through() -> None:
-    first = TrailingFeatures(1, 5.0, 1, 5.0, 1, 5.0, 1, 5.0, math.nan, 1.0, False)
+    first = TrailingFeatures(1, 5.0, 1, 5.0, 1, 5.0, 1, 5.0, math.nan, 1.0, 1, math.nan, math.nan,
+                             0, math.nan, False)
     row = feature_row(TX, first, CUSTOMER, MERCHANT)
     assert math.isnan(row[FEATURE_NAMES.index("seconds_since_previous")])
 
@@ -92,5 +95,5 @@ def test_feature_matrix() -> None:
     assert matrix.shape == (2, len(FEATURE_NAMES)) and matrix.dtype == np.float64
     np.testing.assert_array_equal(matrix[0], np.array(rows[0]))
     assert feature_matrix([]).shape == (0, len(FEATURE_NAMES))
-    with pytest.raises(ValueError, match="20 values"):
+    with pytest.raises(ValueError, match="25 values"):
         feature_matrix([[1.0, 2.0]])

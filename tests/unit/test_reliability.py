@@ -222,6 +222,7 @@ def test_an_empty_or_missing_store_is_fine(tmp_path: Path) -> None:
 # digests here. Never edit an existing entry.
 GOLDEN = {
     2: ("087389247a502114", "916942bee8e89fb1"),
+    3: ("bf341b9bd8a76531", "8f939894baaac788"),
 }
 GOLDEN_EVENTS = [  # card, event time, amount: in order, out of order, late, beyond horizon
     ("c1", 1_700_000_000, 10.0), ("c2", 1_700_000_100, 5.5), ("c1", 1_700_000_600, 20.25),
