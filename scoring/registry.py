@@ -157,7 +157,9 @@ class ModelProvider:
             else:
                 log.info("model %s: scoring with LightGBM while lleaves compiles it",
                          model.version)
-                threading.Thread(target=self._compile, args=(model,), daemon=True,
+                # Not a daemon: a process that ends (e.g. `--drain`) waits for the compiler
+                # instead of tearing the interpreter down under LLVM (a segfault).
+                threading.Thread(target=self._compile, args=(model,), daemon=False,
                                  name=f"compile-{model.version}").start()
         log.info("model %s: scoring with %s", model.version, model.kind)
         self._report(model)
