@@ -18,8 +18,8 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
-from features.messages import ValidationLimits
 
+from features.messages import ValidationLimits
 from service.settings import Settings
 from streaming.batches import ScoredBatch
 from streaming.scorer import BatchScorer
@@ -58,13 +58,12 @@ def build_flow(settings: Settings, source: Source[Any], predictions: Sink[Scored
 
 def build_live_flow(settings: Settings, drain: bool = False) -> Dataflow:
     """Kafka in, Hazelcast out, Prometheus metrics on the bytewax API port."""
-    from streaming.telemetry_prometheus import PrometheusTelemetry
-
     from enrich.lookups import HazelcastReference
     from messaging.dead_letters import DeadLetterSink
     from scoring.registry import ModelProvider
     from streaming.sinks import HazelcastPredictionSink, shared_client
     from streaming.sources import KafkaBatchSource
+    from streaming.telemetry_prometheus import PrometheusTelemetry
 
     telemetry = PrometheusTelemetry()
     source = KafkaBatchSource(

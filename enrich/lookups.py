@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from features.reference import Customer, Merchant
-
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
