@@ -229,7 +229,7 @@ class PartitionFeatureState:
         self, card: str, t: int, amt: float, category: str | None = None
     ) -> TrailingFeatures:
         """Add one event of `card` at event time `t` and return its trailing features."""
-        code = _CATEGORY_CODES.get(category, _UNKNOWN_CATEGORY) if category else _UNKNOWN_CATEGORY
+        code = _CATEGORY_CODES.get(category, _UNKNOWN_CATEGORY)  # type: ignore[arg-type]
         night = _NIGHT[(t // 3600) % 24]
         mx = self._max_time
         if mx is None or t > mx:
@@ -320,7 +320,7 @@ class PartitionFeatureState:
             s30,
             since,
             amt * n30 / s30 if s30 > 0.0 else _NAN,
-            len(set(cats[lo24:hi])),
+            1 if lo24 == hi - 1 else len(set(cats[lo24:hi])),
             share_same,
             since_same,
             nights.count(1, lo24, hi),

@@ -2,7 +2,8 @@
 # Build the models reproducibly (same inputs -> same model.txt and metadata.json, byte for byte).
 #
 #   scripts/build-models.sh default            the demo's default model, trained on generator
-#                                              data -> scoring/default_model/ (committed)
+#                                              data -> scoring/default_model/ (committed), then
+#                                              evaluated on other cards in a later month
 #   scripts/build-models.sh shared [CSV]       a model trained on the shared Sparkov file
 #                                              (default ../shared/data/sparkov_2023_train.csv.gz)
 #                                              -> $FRAUD_STATE_DIR/models-built/sparkov/
@@ -29,7 +30,12 @@ build_default() {
     # Moderate size (num_leaves 31, at most 400 rounds) keeps model.txt under 1 MB and the
     # lleaves compile to seconds.
     fraud train --data "$data" --out scoring/default_model --num-leaves 31 --rounds 400
-    rm -f "$data"
+    # Its figures on other cards in a later month (another seed), replayed from empty state.
+    local check="$OUT/demo-check.csv"
+    fraud generate --customers 1000 --days 30 --start 2024-03-01 --seed 43 --out "$check" \
+        --quiet
+    fraud evaluate --model scoring/default_model --data "$check"
+    rm -f "$data" "$check"
 }
 
 build_shared() {
