@@ -18,8 +18,8 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
-from features.messages import ValidationLimits
 
+from features.messages import ValidationLimits
 from service.settings import Settings
 from streaming.batches import ScoredBatch
 from streaming.scorer import BatchScorer
@@ -58,15 +58,18 @@ def build_flow(settings: Settings, source: Source[Any], predictions: Sink[Scored
 
 def build_live_flow(settings: Settings, drain: bool = False) -> Dataflow:
     """Kafka in, Hazelcast out, Prometheus metrics on the bytewax API port."""
-    from streaming.telemetry_prometheus import PrometheusTelemetry
-
     from enrich.lookups import HazelcastReference
     from messaging.dead_letters import DeadLetterSink
     from scoring.registry import ModelProvider
     from streaming.sinks import HazelcastPredictionSink, shared_client
     from streaming.sources import KafkaBatchSource
+    from streaming.telemetry_prometheus import PrometheusTelemetry
 
     telemetry = PrometheusTelemetry()
+    if settings.bench_log is not None:  # `fraud bench` only
+        from bench.hook import BenchTelemetry
+
+        telemetry = BenchTelemetry(settings.bench_log)
     source = KafkaBatchSource(
         [settings.kafka_bootstrap_servers], [settings.topic_transactions], tail=not drain,
         add_config=settings.kafka_config_for_bytewax(), batch_size=settings.kafka_batch_size)

@@ -14,6 +14,7 @@ from features.messages import Transaction
 from features.reference import Customer, age_group, age_years
 
 __all__ = [
+    "TRANSACTION_DATE_FORMAT",
     "DerivedFields",
     "customer_age_group",
     "derive",
@@ -23,9 +24,12 @@ __all__ = [
 ]
 
 
+TRANSACTION_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
 def transaction_date(unix_time: int) -> str:
     """The event time as "YYYY-MM-DD HH:MM:SS" (UTC)."""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(unix_time))
+    return time.strftime(TRANSACTION_DATE_FORMAT, time.gmtime(unix_time))
 
 
 def timestamp_ms(unix_time: int) -> int:

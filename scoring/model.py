@@ -16,6 +16,7 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+
 from features.vector import FEATURE_NAMES
 
 log = logging.getLogger(__name__)

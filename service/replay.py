@@ -34,9 +34,8 @@ def dead_letter_path(out: Path) -> Path:
 
 def replay_csv(settings: Settings, data: Path, out: Path, model_dir: Path | None = None,
                limit: int | None = None) -> ReplayReport:
-    from datagen.csv_rows import iter_rows
-
     from dataflow import build_flow
+    from datagen.csv_rows import iter_rows
     from enrich.loader import collect_reference_data
     from enrich.lookups import InMemoryReference
     from scoring.model import load_model

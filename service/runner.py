@@ -15,8 +15,6 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CLUSTER_BASE_PORT = 2101  # timely's inter-process ports on 127.0.0.1 (one per process)
-
 
 class RunError(ValueError):
     """A run that must not start (e.g. workers that do not divide the partitions)."""
@@ -47,7 +45,8 @@ def dataflow_command(settings: Settings, workers: int, processes: int, index: in
                      recovery: bool) -> list[str]:
     argv = [sys.executable, "-m", "bytewax.run", "dataflow:flow", "-w", str(workers)]
     if processes > 1:
-        addresses = ";".join(f"127.0.0.1:{CLUSTER_BASE_PORT + i}" for i in range(processes))
+        base = settings.cluster_base_port
+        addresses = ";".join(f"127.0.0.1:{base + i}" for i in range(processes))
         argv += ["-i", str(index), "-a", addresses]
     if recovery:
         argv += ["-r", str(settings.recovery_dir),

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
 
     # Run mode: exit once every partition is read to its end (`fraud run --drain`)
     drain: bool = False
+    # Local multi-process runs: timely's inter-process ports are 127.0.0.1:base .. base+P-1
+    cluster_base_port: int = 2101
+    # `fraud bench` only: each dataflow process appends one JSON line per written batch here
+    # (count, write time, latencies, CPU, RSS); unset in production
+    bench_log: Path | None = None
 
     # Recovery
     recovery_directory: Path | None = None
@@ -164,6 +169,7 @@ Environment (all optional, prefix FRAUD_):
   FRAUD_MAP_PREDICTIONS           (default predictionResult)
   FRAUD_MODEL_DIR                 model directory (default: the published model)
   FRAUD_METRICS_PORT              bytewax API / metrics port (default 3030)
+  FRAUD_CLUSTER_BASE_PORT         first inter-process port of `fraud run --processes P` (2101)
   FRAUD_KAFKA_PORT, FRAUD_HAZELCAST_PORT, FRAUD_PROMETHEUS_PORT   local stack ports
 """
 

@@ -27,6 +27,10 @@ def member_process(settings: Settings, index: int = 0) -> ManagedProcess:
 
 
 def member_config(settings: Settings, port: int) -> str:
+    # predictionResult, and the benchmark's copies of it (`fraud bench`: same configuration)
+    predictions = "".join(
+        _predictions_map_config(name, settings.prediction_map_max_size)
+        for name in (settings.map_predictions, f"{settings.map_predictions}_bench_*"))
     members = "\n".join(
         f"          - 127.0.0.1:{settings.hazelcast_port + i}" for i in range(MEMBER_SLOTS)
     )
@@ -60,13 +64,24 @@ hazelcast:
     enabled: true
     resource-upload-enabled: false
   map:
-    {settings.map_predictions}:
+{predictions}    {settings.map_customers}:
+      backup-count: 1
+    {settings.map_merchants}:
+      backup-count: 1
+    {settings.map_models}:
+      backup-count: 1
+"""
+
+
+def _predictions_map_config(name: str, max_size: int) -> str:
+    return f"""\
+    "{name}":
       backup-count: 1
       in-memory-format: BINARY
       eviction:
         eviction-policy: LRU
         max-size-policy: PER_NODE
-        size: {settings.prediction_map_max_size}
+        size: {max_size}
       indexes:
         - type: HASH
           attributes:
@@ -74,12 +89,6 @@ hazelcast:
         - type: SORTED
           attributes:
             - fraud_probability
-    {settings.map_customers}:
-      backup-count: 1
-    {settings.map_merchants}:
-      backup-count: 1
-    {settings.map_models}:
-      backup-count: 1
 """
 
 

@@ -25,7 +25,10 @@ class _BatchPartition(_BytewaxKafkaPartition):
     def next_batch(self) -> list[Any]:
         if self._eof:
             raise StopIteration()
-        msgs = self._consumer.consume(self._batch_size, 0.05)
+        # Never block: the worker polls its other partitions meanwhile (a blocking poll of an
+        # idle partition would delay every other partition's messages); bytewax waits 1 ms
+        # before polling a partition again after an empty batch.
+        msgs = self._consumer.consume(self._batch_size, 0)
         keys: list[bytes | None] = []
         values: list[bytes | None] = []
         offsets: list[int] = []

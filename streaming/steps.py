@@ -8,9 +8,9 @@ from collections.abc import Callable
 from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
+
 from features.messages import InvalidTransaction, ValidationLimits, parse_transaction
 from features.trailing import PartitionFeatureState
-
 from streaming.batches import DeadLetter, FeaturedBatch, ParsedBatch, RawBatch, ValidBatch
 
 log = logging.getLogger(__name__)

@@ -87,9 +87,9 @@ def test_load_counts_match_the_csv_and_are_idempotent(isolated, small_csv):
 
 
 def test_load_reports_bad_rows_and_keeps_going(isolated, small_csv, tmp_path):
-    from enrich.loader import load_reference_data
-
     import csv
+
+    from enrich.loader import load_reference_data
 
     with open(small_csv, newline="") as f:
         rows = list(csv.reader(f))
