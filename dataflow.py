@@ -12,6 +12,7 @@ Configuration comes from the environment only (service/settings.py).
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import bytewax.operators as op
@@ -54,6 +55,20 @@ def build_flow(settings: Settings, source: Source[Any], predictions: Sink[Scored
     scored = op.flat_map_batch("enrich_score", batches, scorer)
     op.output("predictions_out", scored, predictions)
     return flow
+
+
+def tune_garbage_collection() -> None:
+    """Fewer, cheaper garbage collections for a long-running dataflow process.
+
+    Every batch allocates thousands of short-lived containers (transactions, feature rows,
+    records). With CPython's default thresholds (700, 10, 10) they trigger a collection every
+    few hundred allocations and, every few batches, a full one over every long-lived object
+    (per-card state, cached reference records): about a fifth of the CPU at full load
+    (measured with `python -m bench.profile`). The flow's data hold no reference cycles, so
+    collecting rarely frees the same memory; what exists at start-up is frozen (never
+    scanned again)."""
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def build_live_flow(settings: Settings, drain: bool = False) -> Dataflow:
@@ -110,6 +125,7 @@ def __getattr__(name: str) -> Any:
 
         settings = load_settings()
         built = build_live_flow(settings, drain=settings.drain)
+        tune_garbage_collection()
         globals()["flow"] = built
         return built
     raise AttributeError(name)

@@ -88,8 +88,8 @@ def percentiles(counts: dict[int, int], points: Sequence[float] = PERCENTILES
 
 @dataclass
 class RunWindow:
-    """What the dataflow's records say about one run (optionally only batches written at or
-    after ``since_ms``)."""
+    """What the dataflow's records say about one run (optionally only the batches written
+    from ``since_ms`` to ``until_ms``)."""
 
     transactions: int
     flagged: int
@@ -108,7 +108,8 @@ class RunWindow:
         return self.cpu_seconds_steady / self.transactions_steady * 1000
 
 
-def summarise(logs: Iterable[BatchLog], since_ms: float | None = None) -> RunWindow:
+def summarise(logs: Iterable[BatchLog], since_ms: float | None = None,
+              until_ms: float | None = None) -> RunWindow:
     counts: dict[int, int] = {}
     total = 0
     flagged = 0
@@ -119,7 +120,8 @@ def summarise(logs: Iterable[BatchLog], since_ms: float | None = None) -> RunWin
     rss = 0
     first_batch = 0
     for log in logs:
-        chosen = [i for i, w in enumerate(log.written_ms) if since_ms is None or w >= since_ms]
+        chosen = [i for i, w in enumerate(log.written_ms)
+                  if (since_ms is None or w >= since_ms) and (until_ms is None or w <= until_ms)]
         if not chosen:
             continue
         for i in chosen:

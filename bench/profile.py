@@ -41,6 +41,25 @@ def main() -> None:
     report = produce_messages(settings, iter_messages(args.data, args.limit))
     print(report.summary())
     flow = build_live_flow(settings, drain=True)
+    import gc
+
+    gc_time = [0.0, 0.0, 0]
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_time[1] = time.perf_counter()
+        else:
+            gc_time[0] += time.perf_counter() - gc_time[1]
+            gc_time[2] += 1
+
+    gc.callbacks.append(on_gc)
+    import os
+    if os.environ.get("GC_THRESHOLD"):  # experiments; default: what the service does
+        gc.set_threshold(*[int(v) for v in os.environ["GC_THRESHOLD"].split(",")])
+    else:
+        from dataflow import tune_garbage_collection
+
+        tune_garbage_collection()
     profiler = None
     if args.profiler == "pyinstrument":
         from pyinstrument import Profiler
@@ -55,7 +74,8 @@ def main() -> None:
         if profiler is not None:
             profiler.stop()
         print(f"{report.delivered:,} transactions in {elapsed:.1f} s: "
-              f"{report.delivered / elapsed:,.0f}/s (including start-up)")
+              f"{report.delivered / elapsed:,.0f}/s (including start-up); "
+              f"{gc_time[2]} garbage collections took {gc_time[0]:.2f} s")
         if profiler is not None:
             if args.html:
                 args.html.write_text(profiler.output_html())

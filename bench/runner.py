@@ -60,7 +60,7 @@ TARGETS = {"throughput": 50_000, "ceiling_fraction": 0.30, "baseline_multiple": 
 MAP_CUSTOMERS = "bench_customers"
 MAP_MERCHANTS = "bench_merchants"
 BENCH_SUFFIX = "_bench_"  # the member configures {map_predictions}_bench_* as predictionResult
-WARMUP_TRANSACTIONS = 2_000
+PACED_LINGER_MS = 5  # the producer's linger.ms in the latency runs
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ class BenchOptions:
     latency_seconds: float = 30.0
     saturation_transactions: int = 300_000
     baseline_transactions: int = 20_000
+    warmup_transactions: int = 2_000
     keep_stack: bool = False
     run_timeout: float = 900.0
 
@@ -82,8 +83,9 @@ class BenchOptions:
         return max(1, int(self.rate * self.latency_seconds))
 
 
-QUICK = {"transactions": 6_000, "cards": 600, "rate": 1_000.0, "latency_seconds": 2.0,
-         "saturation_transactions": 2_000, "baseline_transactions": 300}
+QUICK = {"transactions": 5_000, "cards": 500, "rate": 1_000.0, "latency_seconds": 2.0,
+         "saturation_transactions": 2_000, "baseline_transactions": 300,
+         "warmup_transactions": 500}
 
 
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
@@ -243,20 +245,25 @@ def _run_steps(base: Settings, options: BenchOptions, run_dir: Path, tag: str,
         except Exception as exc:
             entry["saturation"] = {"error": f"{type(exc).__name__}: {exc}"}
             result["errors"].append(f"{name} backlog: {exc}")
+        phases = []
+        start = options.warmup_transactions
         for kind, rate, count in (
                 ("latency_at_rate", options.rate, options.rate_transactions),
                 ("latency_at_saturation", None, options.saturation_transactions)):
-            count = min(count, generated.rows - WARMUP_TRANSACTIONS) if \
-                generated.rows > WARMUP_TRANSACTIONS + 1 else count
-            try:
-                label = f"{rate:,.0f}/s" if rate else "full speed"
-                say(f"{name}: latency, {count:,} transactions offered at {label}")
-                run_settings = _fresh_topic(base, f"bench-{tag}-{kind}-p{processes}", topics)
-                entry[kind] = _tail_run(run_settings, processes, data, count, rate,
-                                        run_dir / f"{kind}-p{processes}", options, say)
-            except Exception as exc:
-                entry[kind] = {"error": f"{type(exc).__name__}: {exc}"}
-                result["errors"].append(f"{name} {kind}: {exc}")
+            count = max(1, min(count, generated.rows - start))
+            phases.append(_Phase(kind, rate, start, count))
+            start += count
+        try:
+            say(f"{name}: latency, " + "; then ".join(
+                f"{p.count:,} transactions offered at "
+                + (f"{p.rate:,.0f}/s" if p.rate else "full speed") for p in phases))
+            run_settings = _fresh_topic(base, f"bench-{tag}-latency-p{processes}", topics)
+            entry.update(_tail_run(run_settings, processes, data, phases,
+                                   run_dir / f"latency-p{processes}", options, say))
+        except Exception as exc:
+            for phase in phases:
+                entry.setdefault(phase.kind, {"error": f"{type(exc).__name__}: {exc}"})
+            result["errors"].append(f"{name} latency: {exc}")
 
     # -- baseline
     count = min(options.baseline_transactions, generated.rows)
@@ -400,7 +407,8 @@ def _stop(procs: list[subprocess.Popen[bytes]], timeout: float = 30.0
 
 
 def _finish(settings: Settings, window: measure.RunWindow, usages: list[measure.ChildUsage],
-            stack: dict[str, float | None], expected: int) -> dict[str, Any]:
+            stack: dict[str, float | None], expected: int,
+            destroy: bool = True) -> dict[str, Any]:
     out = {
         "transactions": window.transactions,
         "expected": expected,
@@ -417,7 +425,8 @@ def _finish(settings: Settings, window: measure.RunWindow, usages: list[measure.
         "exit_codes": [u.exit_code for u in usages],
         **stack,
     }
-    _destroy_map(settings)
+    if destroy:
+        _destroy_map(settings)
     return out
 
 
@@ -461,36 +470,86 @@ def _wait_written(prefix: Path, count: int, timeout: float,
         time.sleep(0.05)
 
 
-def _tail_run(settings: Settings, processes: int, data: Path, count: int,
-              rate: float | None, run_dir: Path, options: BenchOptions,
-              say: Say) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Phase:
+    kind: str
+    rate: float | None  # None: as fast as the producer goes
+    start: int  # first row of the data set
+    count: int
+
+
+def _tail_run(settings: Settings, processes: int, data: Path, phases: list[_Phase],
+              run_dir: Path, options: BenchOptions, say: Say) -> dict[str, dict[str, Any]]:
     """The flow runs (tailing) first; a warm-up batch of transactions must come through
-    before the measured ones are offered, at ``rate`` or as fast as the producer goes."""
+    before the measured phases are offered one after the other, each at its rate or as fast
+    as the producer goes, each measured from its first to its last transaction."""
     settings = _run_settings(settings, run_dir, processes)
     prefix = settings.bench_log or run_dir
     procs = _start(settings, processes, drain=False, run_dir=run_dir)
-    usages: list[measure.ChildUsage] = []
+    measured: list[tuple[_Phase, float, float, float | None, dict[str, Any]]] = []
+    stages: dict[str, dict[str, float]] = {}
     try:
-        _produce(settings, data, limit=WARMUP_TRANSACTIONS)
-        _wait_written(prefix, WARMUP_TRANSACTIONS, 180.0, procs)
-        cpu_before = _stack_cpu(settings)
-        since_ms = time.time() * 1000
-        produced = _produce(settings, data, limit=count, start=WARMUP_TRANSACTIONS, rate=rate,
-                            overrides={"linger.ms": 5})
-        offered = produced.delivered / produced.elapsed if produced.elapsed > 0 else None
-        _wait_written(prefix, WARMUP_TRANSACTIONS + count, options.run_timeout, procs)
-        cpu_after = _stack_cpu(settings)
+        _produce(settings, data, limit=options.warmup_transactions)
+        written = options.warmup_transactions
+        _wait_written(prefix, written, 180.0, procs)
+        for phase in phases:
+            cpu_before = _stack_cpu(settings)
+            stage_before = _scrape_stages(settings, processes)
+            since_ms = time.time() * 1000
+            produced = _produce(settings, data, limit=phase.count, start=phase.start,
+                                rate=phase.rate, overrides={"linger.ms": PACED_LINGER_MS})
+            offered = produced.delivered / produced.elapsed if produced.elapsed > 0 else None
+            written += phase.count
+            _wait_written(prefix, written, options.run_timeout, procs)
+            until_ms = time.time() * 1000
+            stack = _stack_cpu_delta(cpu_before, _stack_cpu(settings), phase.count)
+            stages[phase.kind] = _stage_delta(stage_before, _scrape_stages(settings, processes),
+                                              phase.count)
+            measured.append((phase, since_ms, until_ms, offered, stack))
     finally:
         usages = _stop(procs)
-    window = measure.summarise(measure.read_batch_logs(prefix), since_ms=since_ms)
-    out = _finish(settings, window, usages, _stack_cpu_delta(cpu_before, cpu_after,
-                                                              window.transactions), count)
-    out["offered_rate"] = round(offered) if offered else None
-    out["producer_linger_ms"] = 5
-    lat = out["latency_ms"]
-    say(f"  offered {out['offered_rate']:,}/s: p50 {lat.get('p50')} ms, p95 {lat.get('p95')} "
-        f"ms, p99 {lat.get('p99')} ms, max {lat.get('max')} ms")
+    logs = measure.read_batch_logs(prefix)
+    out: dict[str, dict[str, Any]] = {}
+    for phase, since_ms, until_ms, offered, stack in measured:
+        window = measure.summarise(logs, since_ms=since_ms, until_ms=until_ms)
+        entry = _finish(settings, window, usages, stack, phase.count, destroy=False)
+        entry["offered_rate"] = round(offered) if offered else None
+        entry["producer_linger_ms"] = PACED_LINGER_MS
+        entry["stage_ms_per_1k"] = stages.get(phase.kind)
+        lat = entry["latency_ms"]
+        say(f"  offered {entry['offered_rate']:,}/s: p50 {lat.get('p50')} ms, p95 "
+            f"{lat.get('p95')} ms, p99 {lat.get('p99')} ms, max {lat.get('max')} ms")
+        out[phase.kind] = entry
+    _destroy_map(settings)
     return out
+
+
+def _scrape_stages(settings: Settings, processes: int) -> dict[str, float]:
+    """Sum of `fraud_stage_duration_seconds` per stage over the processes' /metrics."""
+    import urllib.request
+
+    totals: dict[str, float] = {}
+    for index in range(processes):
+        url = f"http://127.0.0.1:{settings.metrics_port + index}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("fraud_stage_duration_seconds_sum{"):
+                stage = line.split('stage="', 1)[1].split('"', 1)[0]
+                totals[stage] = totals.get(stage, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+def _stage_delta(before: dict[str, float], after: dict[str, float],
+                 transactions: int) -> dict[str, float]:
+    """Wall milliseconds per 1k transactions in each stage between two scrapes."""
+    if not transactions:
+        return {}
+    return {stage: round((after[stage] - before.get(stage, 0.0)) / transactions * 1e6, 2)
+            for stage in sorted(after)}
 
 
 def _baseline_run(settings: Settings, count: int, run_dir: Path,

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     hazelcast_port: int = 5701
     prometheus_port: int = 9090
     hazelcast_heap: str = "3g"
+    # Partitions of the local cluster (Hazelcast's default, 271, suits clusters of up to ~100
+    # members; a small local cluster does better with fewer: a `put_all` of a batch makes one
+    # call per partition it touches)
+    hazelcast_partition_count: int = 31
     prediction_map_max_size: int = 2_000_000
 
     @field_validator("state_dir")

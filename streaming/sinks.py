@@ -26,7 +26,10 @@ _clients: dict[str, Any] = {}
 
 
 def shared_client(settings: Settings) -> Any:
-    """One Hazelcast client per process (thread-safe), trying forever to (re)connect."""
+    """One Hazelcast client per process (thread-safe), trying forever to (re)connect.
+
+    Without the client's near caches: the reference lookups keep their own cache of parsed
+    records (enrich/lookups.py), kept correct by change events the same way."""
     key = f"{settings.hazelcast_cluster_name}@{settings.hazelcast_members}"
     with _client_lock:
         client = _clients.get(key)
@@ -35,7 +38,7 @@ def shared_client(settings: Settings) -> Any:
 
             log.info("connecting to Hazelcast %s (cluster %s)", settings.hazelcast_members,
                      settings.hazelcast_cluster_name)
-            client = connect(settings, timeout=-1)
+            client = connect(settings, timeout=-1, near_cache=False)
             _clients[key] = client
         return client
 
