@@ -88,8 +88,8 @@ def build_live_flow(settings: Settings, drain: bool = False) -> Dataflow:
     source = KafkaBatchSource(
         [settings.kafka_bootstrap_servers], [settings.topic_transactions], tail=not drain,
         add_config=settings.kafka_config_for_bytewax(), batch_size=settings.kafka_batch_size)
-    lazy = _LazyReference(lambda: HazelcastReference(settings, shared_client(settings)),
-                          telemetry)
+    lazy = _LazyReference(
+        lambda: HazelcastReference(settings, shared_client(settings), preload=True), telemetry)
     models = ModelProvider(settings, telemetry)
     scorer = BatchScorer(models.current, lazy, explain=True, observe=telemetry.stage)
     return build_flow(settings, source, HazelcastPredictionSink(settings, telemetry),

@@ -83,10 +83,11 @@ class Settings(BaseSettings):
     hazelcast_port: int = 5701
     prometheus_port: int = 9090
     hazelcast_heap: str = "3g"
-    # Partitions of the local cluster (Hazelcast's default, 271, suits clusters of up to ~100
-    # members; a small local cluster does better with fewer: a `put_all` of a batch makes one
-    # call per partition it touches)
-    hazelcast_partition_count: int = 31
+    # Partitions of the local cluster: one per member slot (stack/hazelcast_member.py). The
+    # client makes one call per partition a `put_all` touches, ~0.1 ms of Python each: with
+    # Hazelcast's default of 271 (sized for clusters of up to ~100 members) a batch of 50
+    # predictions took ~12 ms to write, with 3 under 1 ms (`fraud bench`, docs/performance.md)
+    hazelcast_partition_count: int = 3
     prediction_map_max_size: int = 2_000_000
 
     @field_validator("state_dir")

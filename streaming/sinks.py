@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +65,14 @@ def retry_forever(action: Any, what: str, telemetry: Telemetry) -> Any:
             delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
 
+@dataclass
+class _Alerts:
+    """Flagged records sent to the alerts topic, and which Kafka acknowledged."""
+
+    flagged: list[tuple[dict[str, Any], bytes]]
+    acknowledged: list[bool]
+
+
 class _PredictionPartition(StatelessSinkPartition[ScoredBatch]):
     def __init__(self, settings: Settings, telemetry: Telemetry) -> None:
         from confluent_kafka import Producer
@@ -95,19 +105,53 @@ class _PredictionPartition(StatelessSinkPartition[ScoredBatch]):
         encoded = [dumps(r) for r in records]
         keys = string_key_data([r["transaction_number"] for r in records])
         entries = dict(zip(keys, map(json_value_data, encoded), strict=True))
+        flagged = [(r, e) for r, e in zip(records, encoded, strict=True)
+                   if r["fraud_model_prediction"] == 1]
+        # Alerts go out first: Kafka acknowledges them while Hazelcast stores the batch.
+        alerts = self._send_alerts(flagged) if flagged else None
         _, failures = retry_forever(lambda: self._map.put_all(entries),
                                     f"writing {len(entries)} predictions", self._telemetry)
         if failures:
             # The cluster may have restarted empty: mappings and reference data are gone.
             self._ensure_mappings()
         written_ms = time.time() * 1000
-        flagged = [(r, e) for r, e in zip(records, encoded, strict=True)
-                   if r["fraud_model_prediction"] == 1]
-        if flagged:
-            self._publish_alerts(flagged)
+        if alerts is not None:
+            self._confirm_alerts(alerts)
         seconds = (time.perf_counter() - began) / len(batches)
         for batch in batches:
             self._telemetry.scored_batch(batch, written_ms, seconds)
+
+    def _send_alerts(self, flagged: list[tuple[dict[str, Any], bytes]]) -> _Alerts:
+        alerts = _Alerts(flagged, [False] * len(flagged))
+
+        def report(index: int) -> Callable[[Any, Any], None]:
+            def on_delivery(err: Any, _msg: Any) -> None:
+                alerts.acknowledged[index] = err is None
+            return on_delivery
+
+        topic = self._settings.topic_alerts
+        for index, (record, value) in enumerate(flagged):
+            while True:
+                try:
+                    self._alerts.produce(topic, value, record["transaction_number"].encode(),
+                                         on_delivery=report(index))
+                    break
+                except BufferError:
+                    self._alerts.poll(0.05)
+        self._alerts.poll(0)
+        return alerts
+
+    def _confirm_alerts(self, alerts: _Alerts) -> None:
+        """Wait for Kafka's acknowledgements; send what was not acknowledged again (until it
+        is, as `produce_acknowledged` does)."""
+        self._alerts.flush(30)
+        missing = [item for item, ok in zip(alerts.flagged, alerts.acknowledged, strict=True)
+                   if not ok]
+        done = len(alerts.flagged) - len(missing)
+        if done:
+            self._telemetry.alerts_published(done)
+        if missing:
+            self._publish_alerts(missing)
 
     def _publish_alerts(self, flagged: list[tuple[dict[str, Any], bytes]]) -> None:
         produce_acknowledged(
