@@ -38,6 +38,7 @@ class LoadedModel:
     metadata: dict[str, Any] = field(default_factory=dict)
     kind: str = "lightgbm"
     _compiled: Any = None
+    _explainer: Any = None  # scoring.treeshap.TreeShap when available
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if len(x) == 0:
@@ -47,7 +48,11 @@ class LoadedModel:
         return np.asarray(self.booster.predict(x, num_threads=1), dtype=np.float64)
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
-        """SHAP-style contributions (log-odds) per feature; last column is the bias."""
+        """SHAP-style contributions (log-odds) per feature; last column is the bias.
+        LightGBM's `pred_contrib`, computed by the compiled TreeSHAP when available (same
+        values, see scoring/treeshap.py)."""
+        if self._explainer is not None:
+            return np.asarray(self._explainer.contributions(x))
         return np.asarray(self.booster.predict(x, pred_contrib=True, num_threads=1))
 
     def top_contributions(self, x: np.ndarray, k: int = 3) -> list[list[tuple[str, float]]]:
@@ -109,5 +114,12 @@ def load_model(model_dir: Path, compiled: bool = True,
             model.kind = "lleaves"
         except Exception as exc:
             log.warning("compiled model unavailable (%s); scoring with LightGBM", exc)
+        try:
+            from scoring.treeshap import TreeShap
+
+            model._explainer = TreeShap(booster)
+        except Exception as exc:
+            log.warning("compiled explanations unavailable (%s); explaining with LightGBM",
+                        exc)
     log.info("model %s loaded (%s, threshold %.4f)", version, model.kind, threshold)
     return model
