@@ -26,7 +26,7 @@ import logging
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -60,6 +60,9 @@ class _Flat:
     slot_zero: np.ndarray  # float64: product of cover fractions
     weights: np.ndarray  # float64 (max_slots + 1, max_slots + 1): w(k, d) at [d, k]
     max_slots: int
+    expected_value: float  # sum over leaves of v * prod_U(z): the last column
+    leaf_table: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    table: np.ndarray = field(default_factory=lambda: np.zeros(1))
 
 
 def flatten(model: dict[str, Any]) -> _Flat:
@@ -150,7 +153,60 @@ def flatten(model: dict[str, Any]) -> _Flat:
         leaf_slot_start=i64(slot_starts), leaf_slots=i64(slot_counts),
         path_node=i64(path_node), path_left=i8(path_left), path_slot=i64(path_slot),
         slot_feature=i64(slot_feature), slot_zero=f64(slot_zero), weights=weights,
-        max_slots=max_slots)
+        max_slots=max_slots,
+        expected_value=float(sum(v * math.prod(z for _, z in slots)
+                                 for v, _, slots in leaves)))
+
+
+def add_tables(flat: _Flat, max_table_slots: int, max_table_bytes: int) -> None:
+    """Precompute every pattern of followed / not followed slots of the leaves with at most
+    ``max_table_slots`` slots (lowered until the tables fit in ``max_table_bytes``): such a
+    leaf then costs a walk of its path and one table row per row explained."""
+    counts = flat.leaf_slots
+    limit = max_table_slots
+    while limit > 0 and int(np.sum(np.where(
+            (counts <= limit) & (counts > 0), (2.0 ** counts) * counts, 0))) * 8 \
+            > max_table_bytes:
+        limit -= 1
+    leaf_table = np.full(len(counts), -1, dtype=np.int64)
+    parts: list[np.ndarray] = []
+    offset = 0
+    for d in range(1, limit + 1):
+        leaves = np.nonzero(counts == d)[0]
+        if len(leaves) == 0:
+            continue
+        starts = flat.leaf_slot_start[leaves]
+        z = flat.slot_zero[starts[:, None] + np.arange(d)[None, :]]  # (n, d)
+        v = flat.leaf_value[leaves]
+        w = flat.weights[d]
+        block = np.zeros((len(leaves), 2 ** d, d))
+        for mask in range(2 ** d):
+            ones = [k for k in range(d) if mask >> k & 1]
+            zeros = [k for k in range(d) if not mask >> k & 1]
+            prod_b = np.prod(z[:, zeros], axis=1) if zeros else np.ones(len(leaves))
+            e = _symmetric(z[:, ones])  # (n, |A| + 1)
+            na = len(ones)
+            if zeros:
+                g = sum(w[k] * e[:, na - k] for k in range(na + 1))
+                block[:, mask, zeros] = (-v * prod_b * g)[:, None]
+            for i in ones:
+                u = _symmetric(z[:, [k for k in ones if k != i]])
+                h = sum(w[k] * u[:, na - 1 - k] for k in range(na))
+                block[:, mask, i] = v * (1.0 - z[:, i]) * prod_b * h
+        leaf_table[leaves] = offset + np.arange(len(leaves)) * (2 ** d) * d
+        offset += block.size
+        parts.append(block.ravel())
+    flat.leaf_table = leaf_table
+    flat.table = np.concatenate(parts) if parts else np.zeros(1)
+
+
+def _symmetric(z: np.ndarray) -> np.ndarray:
+    """Elementary symmetric polynomials e_0..e_m of each row of z (n, m)."""
+    e = np.zeros((z.shape[0], z.shape[1] + 1))
+    e[:, 0] = 1.0
+    for j in range(z.shape[1]):
+        e[:, 1:j + 2] = e[:, 1:j + 2] + z[:, j:j + 1] * e[:, 0:j + 1]
+    return e
 
 
 # ---- the kernel, in LLVM IR --------------------------------------------------------------------
@@ -159,7 +215,7 @@ _ARGS = ("n_rows", "x", "n_features", "n_nodes", "node_feature", "node_threshold
          "node_default_left", "node_missing", "n_leaves", "leaf_value", "leaf_path_start",
          "leaf_path_len", "leaf_slot_start", "leaf_slots", "path_node", "path_left", "path_slot",
          "slot_feature", "slot_zero", "weights", "weight_stride", "go_left", "ones", "e", "u",
-         "out")
+         "leaf_table", "table", "expected_value", "out")
 
 
 def _kernel_ir() -> str:
@@ -172,7 +228,8 @@ def _kernel_ir() -> str:
              "n_leaves": i64, "leaf_value": pf, "leaf_path_start": p64, "leaf_path_len": p64,
              "leaf_slot_start": p64, "leaf_slots": p64, "path_node": p64, "path_left": p8,
              "path_slot": p64, "slot_feature": p64, "slot_zero": pf, "weights": pf,
-             "weight_stride": i64, "go_left": p8, "ones": p8, "e": pf, "u": pf, "out": pf}
+             "weight_stride": i64, "go_left": p8, "ones": p8, "e": pf, "u": pf,
+             "leaf_table": p64, "table": pf, "expected_value": f64, "out": pf}
     module = ir.Module(name="treeshap")
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [types[a] for a in _ARGS]),
                      name="treeshap")
@@ -230,11 +287,70 @@ def _kernel_ir() -> str:
         b.branch(head)
         b.position_at_end(done)
 
+    def direct(v: Any, ns: Any, ss: Any, ps: Any, pe: Any, outr: Any) -> None:
+        """The contributions of one leaf without a table (see the module docstring)."""
+        with loop(c64(0), ns) as k:
+            store(a["ones"], k, ir.Constant(i8, 1))
+        with loop(ps, pe) as p:
+            followed = b.icmp_signed("==", load(a["go_left"], load(a["path_node"], p)),
+                                     load(a["path_left"], p))
+            with b.if_then(b.not_(followed)):
+                store(a["ones"], load(a["path_slot"], p), ir.Constant(i8, 0))
+        # e: elementary symmetric polynomials of z over the followed slots
+        store(a["e"], c64(0), cf(1.0))
+        n_ones = var(i64, c64(0))
+        prod_b = var(f64, cf(1.0))
+        with loop(c64(0), ns) as k:
+            z = load(a["slot_zero"], b.add(ss, k))
+            is_one = b.icmp_signed("!=", load(a["ones"], k), ir.Constant(i8, 0))
+            with b.if_else(is_one) as (then, otherwise):
+                with then:
+                    na = b.add(b.load(n_ones), c64(1))
+                    b.store(na, n_ones)
+                    store(a["e"], na, cf(0.0))
+                    with down_loop(na, c64(1)) as q:
+                        eq = load(a["e"], q)
+                        eq1 = load(a["e"], b.sub(q, c64(1)))
+                        store(a["e"], q, b.fadd(eq, b.fmul(z, eq1)))
+                with otherwise:
+                    b.store(b.fmul(b.load(prod_b), z), prod_b)
+        na = b.load(n_ones)
+        pb = b.load(prod_b)
+        wrow = b.gep(a["weights"], [b.mul(ns, a["weight_stride"])])
+        # slots not followed: all get the same value
+        with b.if_then(b.icmp_signed("<", na, ns)):
+            g = var(f64, cf(0.0))
+            with loop(c64(0), b.add(na, c64(1))) as k:
+                term = b.fmul(load(wrow, k), load(a["e"], b.sub(na, k)))
+                b.store(b.fadd(b.load(g), term), g)
+            share = b.fmul(b.fmul(b.fneg(v), pb), b.load(g))
+            with loop(c64(0), ns) as k:  # noqa: SIM117 - the inner block needs k
+                with b.if_then(b.icmp_signed("==", load(a["ones"], k), ir.Constant(i8, 0))):
+                    target = b.gep(outr, [load(a["slot_feature"], b.add(ss, k))])
+                    b.store(b.fadd(b.load(target), share), target)
+        # followed slots: unwind the slot's own factor from e
+        with loop(c64(0), ns) as k:  # noqa: SIM117 - the inner block needs k
+            with b.if_then(b.icmp_signed("!=", load(a["ones"], k), ir.Constant(i8, 0))):
+                z = load(a["slot_zero"], b.add(ss, k))
+                store(a["u"], c64(0), cf(1.0))
+                with loop(c64(1), na) as q:
+                    prev = load(a["u"], b.sub(q, c64(1)))
+                    store(a["u"], q, b.fsub(load(a["e"], q), b.fmul(z, prev)))
+                h = var(f64, cf(0.0))
+                top = b.sub(na, c64(1))
+                with loop(c64(0), na) as q:
+                    term = b.fmul(load(wrow, q), load(a["u"], b.sub(top, q)))
+                    b.store(b.fadd(b.load(h), term), h)
+                share = b.fmul(b.fmul(b.fmul(v, b.fsub(cf(1.0), z)), pb), b.load(h))
+                target = b.gep(outr, [load(a["slot_feature"], b.add(ss, k))])
+                b.store(b.fadd(b.load(target), share), target)
+
     nf = a["n_features"]
     row_width = b.add(nf, c64(1))
     with loop(c64(0), a["n_rows"]) as r:
         xr = b.gep(a["x"], [b.mul(r, nf)])
         outr = b.gep(a["out"], [b.mul(r, row_width)])
+        b.store(a["expected_value"], b.gep(outr, [nf]))
         # 1. the direction of every split for this row (LightGBM's NumericalDecision)
         with loop(c64(0), a["n_nodes"]) as j:
             f = load(xr, load(a["node_feature"], j))
@@ -258,65 +374,24 @@ def _kernel_ir() -> str:
             ss = load(a["leaf_slot_start"], leaf)
             ps = load(a["leaf_path_start"], leaf)
             pe = b.add(ps, load(a["leaf_path_len"], leaf))
-            with loop(c64(0), ns) as k:
-                store(a["ones"], k, ir.Constant(i8, 1))
-            with loop(ps, pe) as p:
-                followed = b.icmp_signed("==", load(a["go_left"], load(a["path_node"], p)),
-                                         load(a["path_left"], p))
-                with b.if_then(b.not_(followed)):
-                    store(a["ones"], load(a["path_slot"], p), ir.Constant(i8, 0))
-            # e: elementary symmetric polynomials of z over the followed slots
-            store(a["e"], c64(0), cf(1.0))
-            n_ones = var(i64, c64(0))
-            prod_b = var(f64, cf(1.0))
-            prod_all = var(f64, cf(1.0))
-            with loop(c64(0), ns) as k:
-                z = load(a["slot_zero"], b.add(ss, k))
-                b.store(b.fmul(b.load(prod_all), z), prod_all)
-                is_one = b.icmp_signed("!=", load(a["ones"], k), ir.Constant(i8, 0))
-                with b.if_else(is_one) as (then, otherwise):
-                    with then:
-                        na = b.add(b.load(n_ones), c64(1))
-                        b.store(na, n_ones)
-                        store(a["e"], na, cf(0.0))
-                        with down_loop(na, c64(1)) as q:
-                            eq = load(a["e"], q)
-                            eq1 = load(a["e"], b.sub(q, c64(1)))
-                            store(a["e"], q, b.fadd(eq, b.fmul(z, eq1)))
-                    with otherwise:
-                        b.store(b.fmul(b.load(prod_b), z), prod_b)
-            bias = b.gep(outr, [nf])
-            b.store(b.fadd(b.load(bias), b.fmul(v, b.load(prod_all))), bias)
-            na = b.load(n_ones)
-            pb = b.load(prod_b)
-            wrow = b.gep(a["weights"], [b.mul(ns, a["weight_stride"])])
-            # slots not followed: all get the same value
-            with b.if_then(b.icmp_signed("<", na, ns)):
-                g = var(f64, cf(0.0))
-                with loop(c64(0), b.add(na, c64(1))) as k:
-                    term = b.fmul(load(wrow, k), load(a["e"], b.sub(na, k)))
-                    b.store(b.fadd(b.load(g), term), g)
-                share = b.fmul(b.fmul(b.fneg(v), pb), b.load(g))
-                with loop(c64(0), ns) as k:  # noqa: SIM117 - the inner block needs k
-                    with b.if_then(b.icmp_signed("==", load(a["ones"], k), ir.Constant(i8, 0))):
+            offset = load(a["leaf_table"], leaf)
+            tabled = b.icmp_signed(">=", offset, c64(0))
+            with b.if_else(tabled) as (use_table, compute):
+                with use_table:
+                    mask = var(i64, b.sub(b.shl(c64(1), ns), c64(1)))
+                    with loop(ps, pe) as p:
+                        followed = b.icmp_signed(
+                            "==", load(a["go_left"], load(a["path_node"], p)),
+                            load(a["path_left"], p))
+                        with b.if_then(b.not_(followed)):
+                            bit = b.shl(c64(1), load(a["path_slot"], p))
+                            b.store(b.and_(b.load(mask), b.not_(bit)), mask)
+                    row = b.gep(a["table"], [b.add(offset, b.mul(b.load(mask), ns))])
+                    with loop(c64(0), ns) as k:
                         target = b.gep(outr, [load(a["slot_feature"], b.add(ss, k))])
-                        b.store(b.fadd(b.load(target), share), target)
-            # followed slots: unwind the slot's own factor from e
-            with loop(c64(0), ns) as k:  # noqa: SIM117 - the inner block needs k
-                with b.if_then(b.icmp_signed("!=", load(a["ones"], k), ir.Constant(i8, 0))):
-                    z = load(a["slot_zero"], b.add(ss, k))
-                    store(a["u"], c64(0), cf(1.0))
-                    with loop(c64(1), na) as q:
-                        prev = load(a["u"], b.sub(q, c64(1)))
-                        store(a["u"], q, b.fsub(load(a["e"], q), b.fmul(z, prev)))
-                    h = var(f64, cf(0.0))
-                    top = b.sub(na, c64(1))
-                    with loop(c64(0), na) as q:
-                        term = b.fmul(load(wrow, q), load(a["u"], b.sub(top, q)))
-                        b.store(b.fadd(b.load(h), term), h)
-                    share = b.fmul(b.fmul(b.fmul(v, b.fsub(cf(1.0), z)), pb), b.load(h))
-                    target = b.gep(outr, [load(a["slot_feature"], b.add(ss, k))])
-                    b.store(b.fadd(b.load(target), share), target)
+                        b.store(b.fadd(b.load(target), load(row, k)), target)
+                with compute:
+                    direct(v, ns, ss, ps, pe, outr)
     b.ret_void()
     return str(module)
 
@@ -352,9 +427,12 @@ def _kernel() -> Any:
         engine = llvm.create_mcjit_compiler(module, machine)
         engine.finalize_object()
         address = engine.get_function_address("treeshap")
-        signature = ctypes.CFUNCTYPE(None, *[
-            ctypes.c_int64 if a in ("n_rows", "n_features", "n_nodes", "n_leaves",
-                                    "weight_stride") else ctypes.c_void_p for a in _ARGS])
+        def ctype(arg: str) -> Any:
+            if arg in ("n_rows", "n_features", "n_nodes", "n_leaves", "weight_stride"):
+                return ctypes.c_int64
+            return ctypes.c_double if arg == "expected_value" else ctypes.c_void_p
+
+        signature = ctypes.CFUNCTYPE(None, *[ctype(a) for a in _ARGS])
         _ENGINE, _KERNEL = engine, signature(address)
     return _KERNEL
 
@@ -362,10 +440,12 @@ def _kernel() -> Any:
 class TreeShap:
     """`contributions(x)` equal to LightGBM's `predict(x, pred_contrib=True)`."""
 
-    def __init__(self, booster: Any) -> None:
+    def __init__(self, booster: Any, max_table_slots: int = 7,
+                 max_table_bytes: int = 16 << 20) -> None:
         self._flat = flatten(booster.dump_model())
         if self._flat.n_features != booster.num_feature():
             raise UnsupportedModel("feature count mismatch")
+        add_tables(self._flat, max_table_slots, max_table_bytes)
         self._kernel = _kernel()
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
@@ -390,9 +470,11 @@ class TreeShap:
                   "path_node": flat.path_node, "path_left": flat.path_left,
                   "path_slot": flat.path_slot, "slot_feature": flat.slot_feature,
                   "slot_zero": flat.slot_zero, "weights": flat.weights, "go_left": go_left,
-                  "ones": ones, "e": e, "u": u, "out": out}
+                  "ones": ones, "e": e, "u": u, "leaf_table": flat.leaf_table,
+                  "table": flat.table, "out": out}
         scalars = {"n_rows": n, "n_features": flat.n_features,
                    "n_nodes": len(flat.node_feature), "n_leaves": len(flat.leaf_value),
-                   "weight_stride": flat.weights.shape[1]}
+                   "weight_stride": flat.weights.shape[1],
+                   "expected_value": flat.expected_value}
         self._kernel(*[scalars[a] if a in scalars else arrays[a].ctypes.data for a in _ARGS])
         return out

@@ -55,12 +55,19 @@ class _BatchPartition(_BytewaxKafkaPartition):
         return [RawBatch(self._topic, self._part_idx, keys, values, offsets, stamps, errors)]
 
 
+# bytewax makes one consumer per partition; librdkafka's default prefetch (up to 64 MB per
+# consumer) held ~50 MB per partition of a backlog in memory. A few MB keep the queue ahead
+# of the flow (a batch of 1,000 transactions is ~0.3 MB).
+CONSUMER_DEFAULTS = {"queued.max.messages.kbytes": "4096", "queued.min.messages": "20000"}
+
+
 class KafkaBatchSource(KafkaSource):
     """bytewax's KafkaSource, emitting one :class:`RawBatch` per partition poll."""
 
     def __init__(self, brokers: list[str], topics: list[str], tail: bool = True,
                  add_config: dict[str, str] | None = None, batch_size: int = 1000) -> None:
-        super().__init__(brokers, topics, tail=tail, add_config=add_config,
+        super().__init__(brokers, topics, tail=tail,
+                         add_config={**CONSUMER_DEFAULTS, **(add_config or {})},
                          batch_size=batch_size, raise_on_errors=False)
 
     def build_part(self, step_id: str, for_part: str,

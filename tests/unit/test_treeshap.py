@@ -37,9 +37,10 @@ def _rows(booster: lgb.Booster, n: int, seed: int) -> np.ndarray:
     return x
 
 
-def test_equals_lightgbm_on_the_trained_model(trained_model) -> None:
+@pytest.mark.parametrize("table_slots", [0, 4, 64])  # none, some, all leaves precomputed
+def test_equals_lightgbm_on_the_trained_model(trained_model, table_slots: int) -> None:
     model = load_model(trained_model, compiled=False)
-    explainer = TreeShap(model.booster)
+    explainer = TreeShap(model.booster, max_table_slots=table_slots, max_table_bytes=1 << 30)
     x = _rows(model.booster, 300, seed=1)
     expected = model.booster.predict(x, pred_contrib=True, num_threads=1)
     got = explainer.contributions(x)
