@@ -218,6 +218,14 @@ class PartitionFeatureState:
     def allowed_lateness(self) -> int:
         return self._allowed_lateness
 
+    def memory_bytes(self) -> int:
+        """Approximate bytes held by the per-card state (dict, card strings, arrays)."""
+        total = sys.getsizeof(self._cards)
+        for card, parts in self._cards.items():
+            total += sys.getsizeof(card) + sys.getsizeof(parts)
+            total += sum(sys.getsizeof(part) for part in parts)
+        return total
+
     # -- processing ------------------------------------------------------------------------
 
     def process(self, batch: Sequence[_CardEvent]) -> list[TrailingFeatures]:

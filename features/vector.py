@@ -28,12 +28,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from features.derived import TRANSACTION_DATE_FORMAT, DerivedFields
 from features.geo import haversine_km
 from features.messages import Transaction
-from features.reference import CATEGORIES, Customer, Merchant, age_on
+from features.reference import CATEGORIES, Customer, Merchant, age_group, age_on
 from features.trailing import TRAILING_FEATURE_NAMES, TrailingFeatures
 
-__all__ = ["FEATURE_NAMES", "feature_matrix", "feature_row"]
+__all__ = ["FEATURE_NAMES", "feature_matrix", "feature_row", "feature_row_and_derived"]
 
 FEATURE_NAMES: tuple[str, ...] = (
     "amt",
@@ -54,28 +55,34 @@ _CATEGORY_CODE: dict[str, float] = {name: float(i) for i, name in enumerate(CATE
 _GENDER: dict[str, float] = {"M": 1.0, "F": 0.0, "m": 1.0, "f": 0.0}
 
 
-def feature_row(
+def _row_parts(
     t: Transaction,
     trailing: TrailingFeatures,
     customer: Customer | None,
     merchant: Merchant | None,
-) -> list[float]:
-    """The model input of one transaction, in `FEATURE_NAMES` order."""
+) -> tuple[list[float], time.struct_time, int | None, float | None]:
+    """The model input row, plus what the prediction record derives from the same values:
+    the event time split by `time.gmtime`, the customer's age (None if unknown) and the
+    distance from home (None if the customer is unknown)."""
     ev = time.gmtime(t.unix_time)
     if customer is None:
         age = gender = log_pop = distance = _NAN
         customer_known = 0.0
+        years = None
+        km = None
     else:
         try:
-            age = float(age_on(customer.dob, ev))
+            years = age_on(customer.dob, ev)
+            age = float(years)
         except ValueError:
+            years = None
             age = _NAN
         gender = _GENDER.get(customer.gender, _NAN)
         pop = customer.city_pop
         log_pop = math.log10(pop) if pop > 0 else _NAN
-        distance = haversine_km(customer.lat, customer.long, t.merch_lat, t.merch_long)
+        km = distance = haversine_km(customer.lat, customer.long, t.merch_lat, t.merch_long)
         customer_known = 1.0
-    return [
+    row = [
         t.amt,
         _CATEGORY_CODE.get(t.category, _NAN),
         float(ev.tm_hour),
@@ -102,6 +109,35 @@ def feature_row(
         customer_known,
         0.0 if merchant is None else 1.0,
     ]
+    return row, ev, years, km
+
+
+def feature_row(
+    t: Transaction,
+    trailing: TrailingFeatures,
+    customer: Customer | None,
+    merchant: Merchant | None,
+) -> list[float]:
+    """The model input of one transaction, in `FEATURE_NAMES` order."""
+    return _row_parts(t, trailing, customer, merchant)[0]
+
+
+def feature_row_and_derived(
+    t: Transaction,
+    trailing: TrailingFeatures,
+    customer: Customer | None,
+    merchant: Merchant | None,
+) -> tuple[list[float], DerivedFields]:
+    """`feature_row` and `features.derived.derive` of the same transaction at once (the
+    serving path: the event time is split, the age and the distance computed, once)."""
+    row, ev, years, km = _row_parts(t, trailing, customer, merchant)
+    derived = DerivedFields(
+        time.strftime(TRANSACTION_DATE_FORMAT, ev),
+        t.unix_time * 1000,
+        None if years is None else age_group(years),
+        km,
+    )
+    return row, derived
 
 
 def feature_matrix(rows: Sequence[Sequence[float]]) -> np.ndarray:

@@ -103,11 +103,16 @@ class _Pacer:
 
 def produce_messages(settings: Settings, messages: Iterator[tuple[bytes, bytes]],
                      topic: str | None = None, rate: float | None = None,
-                     progress: bool = False, total: int | None = None) -> ProduceReport:
-    """Send (key, value) pairs; return counts after every delivery report has arrived."""
+                     progress: bool = False, total: int | None = None,
+                     overrides: dict[str, object] | None = None) -> ProduceReport:
+    """Send (key, value) pairs; return counts after every delivery report has arrived.
+
+    With ``rate``, sending is paced in steps of about 5 ms (not in bursts of 1000).
+    ``overrides``: librdkafka settings on top of :func:`producer_config`."""
     topic = topic or settings.topic_transactions
     report = ProduceReport(topic)
-    producer = Producer(producer_config(settings))
+    producer = Producer(producer_config(settings, **(overrides or {})))
+    step = max(1, min(1000, int(rate / 200))) if rate else 1000
 
     def on_delivery(err: KafkaError | None, _msg: Message) -> None:
         if err is None:

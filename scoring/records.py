@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from features.derived import derive
+from features.derived import DerivedFields, derive
 from features.messages import Transaction
 from features.reference import Customer, Merchant
 from features.trailing import TrailingFeatures
@@ -15,9 +15,24 @@ TOP_K = 3
 def prediction_record(txn: Transaction, trailing: TrailingFeatures, customer: Customer | None,
                       merchant: Merchant | None, probability: float, threshold: float,
                       inference_time_ns: int, model_version: str,
-                      contributions: list[tuple[str, float]] | None = None) -> dict[str, Any]:
-    """One predictionResult value (JSON-ready, json-flat mapping)."""
-    derived = derive(txn, customer)
+                      contributions: list[tuple[str, float]] | None = None,
+                      derived: DerivedFields | None = None) -> dict[str, Any]:
+    """One predictionResult value (JSON-ready, json-flat mapping).
+
+    ``derived``: `features.derived.derive(txn, customer)` when the caller has it already
+    (`features.vector.feature_row_and_derived`)."""
+    if derived is None:
+        derived = derive(txn, customer)
+    probability = float(probability)
+    if customer is None:
+        name = city = state = gender = lat = lon = None
+    else:
+        name = f"{customer.first} {customer.last}"  # Customer.name
+        city = customer.city
+        state = customer.state
+        gender = customer.gender
+        lat = customer.lat
+        lon = customer.long
     record: dict[str, Any] = {
         "transaction_number": txn.trans_num,
         "transaction_date": derived.transaction_date,
@@ -28,35 +43,26 @@ def prediction_record(txn: Transaction, trailing: TrailingFeatures, customer: Cu
         "merchant_lat": txn.merch_lat,
         "merchant_lon": txn.merch_long,
         "credit_card_number": txn.cc_num,
-        "customer_name": None,
-        "customer_city": None,
-        "customer_state": None,
+        "customer_name": name,
+        "customer_city": city,
+        "customer_state": state,
         "customer_age_group": derived.customer_age_group,
-        "customer_gender": None,
-        "customer_lat": None,
-        "customer_lon": None,
+        "customer_gender": gender,
+        "customer_lat": lat,
+        "customer_lon": lon,
         "distance_from_home": derived.distance_from_home,
         "transactions_last_24_hours": trailing.transactions_last_24_hours,
         "transactions_last_week": trailing.transactions_last_week,
         "amount_spent_last_24_hours": trailing.amount_spent_last_24_hours,
-        "fraud_probability": float(probability),
+        "fraud_probability": probability,
         "fraud_model_prediction": 1 if probability >= threshold else 0,
         "inference_time_ns": int(inference_time_ns),
         "model_version": model_version,
         "customer_known": customer is not None,
         "merchant_known": merchant is not None,
     }
-    if customer is not None:
-        record.update(
-            customer_name=customer.name,
-            customer_city=customer.city,
-            customer_state=customer.state,
-            customer_gender=customer.gender,
-            customer_lat=customer.lat,
-            customer_lon=customer.long,
-        )
     if contributions:
-        for i, (name, value) in enumerate(contributions[:TOP_K], start=1):
-            record[f"top_feature_{i}"] = name
+        for i, (feature, value) in enumerate(contributions[:TOP_K], start=1):
+            record[f"top_feature_{i}"] = feature
             record[f"top_contribution_{i}"] = round(float(value), 6)
     return record

@@ -336,11 +336,29 @@ def build_parser() -> argparse.ArgumentParser:
     redrive.add_argument("--include-redriven", action="store_true",
                          help="also resend messages that failed again after a redrive")
 
-    bench = command("bench", "the benchmark: throughput, latency, ceiling and baseline", _bench)
-    bench.add_argument("--transactions", type=int, default=1_000_000)
-    bench.add_argument("--cards", type=int, default=50_000)
-    bench.add_argument("--out", type=Path, default=Path("bench/results"))
-    bench.add_argument("--quick", action="store_true", help="a small run (smoke test)")
+    bench = command("bench", "the benchmark on the local stack: throughput, latency, CPU, "
+                    "memory, against the ceiling and the old design (JSON, Markdown, PNG)",
+                    _bench)
+    bench.add_argument("--transactions", type=int, default=None,
+                       help="transactions to generate and process (default 1,000,000)")
+    bench.add_argument("--cards", type=int, default=None, help="distinct cards (default 50,000)")
+    bench.add_argument("--out", type=Path, default=Path("bench/results"),
+                       help="directory for bench.json, bench.md, bench.png "
+                       "(default bench/results)")
+    bench.add_argument("--processes", default=None,
+                       help="dataflow configurations, e.g. 1,2 (default 1,2)")
+    bench.add_argument("--rate", type=float, default=None,
+                       help="offered load of the latency run, transactions/s (default 5000)")
+    bench.add_argument("--latency-seconds", type=float, default=None,
+                       help="duration of the latency run at that rate (default 30)")
+    bench.add_argument("--saturation-transactions", type=int, default=None,
+                       help="transactions of the latency run at full speed (default 300,000)")
+    bench.add_argument("--baseline-transactions", type=int, default=None,
+                       help="transactions for the old-design baseline (default 20,000)")
+    bench.add_argument("--keep-stack", action="store_true",
+                       help="leave the stack running if the benchmark started it")
+    bench.add_argument("--quick", action="store_true",
+                       help="a small run (smoke test): 6,000 transactions, short latency runs")
 
     demo = command("demo", "the whole system: stack up, data, model, dataflow, summary", _demo)
     demo.add_argument("--transactions", type=int, default=100_000)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from enrich.lookups import ReferenceLookup
-from features.vector import feature_matrix, feature_row
+from features.vector import feature_matrix, feature_row_and_derived
 from scoring.model import LoadedModel
 from scoring.records import prediction_record
 from streaming.batches import FeaturedBatch, ScoredBatch
@@ -42,8 +42,9 @@ class BatchScorer:
         merchants = self._reference.merchants({t.merchant for t in txns})
         cust = [customers.get(t.cc_num) for t in txns]
         merch = [merchants.get(t.merchant) for t in txns]
-        x = feature_matrix([feature_row(t, f, c, m)
-                            for t, f, c, m in zip(txns, trailing, cust, merch, strict=True)])
+        rows_and_derived = [feature_row_and_derived(t, f, c, m)
+                            for t, f, c, m in zip(txns, trailing, cust, merch, strict=True)]
+        x = feature_matrix([rd[0] for rd in rows_and_derived])
         enriched = time.perf_counter()
         self._observe("enrich", enriched - began)
 
@@ -59,11 +60,13 @@ class BatchScorer:
             explanations = dict(zip(flagged, tops, strict=True))
             self._observe("explain", time.perf_counter() - scored)
 
+        threshold, version = model.threshold, model.version
         records = [
-            prediction_record(t, f, c, m, float(p), model.threshold, per_row_ns, model.version,
-                              explanations.get(i))
-            for i, (t, f, c, m, p) in enumerate(zip(txns, trailing, cust, merch, probabilities,
-                                                    strict=True))
+            prediction_record(t, f, c, m, p, threshold, per_row_ns, version,
+                              explanations.get(i), rd[1])
+            for i, (t, f, c, m, p, rd) in enumerate(zip(txns, trailing, cust, merch,
+                                                        probabilities.tolist(),
+                                                        rows_and_derived, strict=True))
         ]
         features = x.tolist() if self._keep_features else None
         return [ScoredBatch(records, stamps, features)]

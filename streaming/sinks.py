@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from enrich.retry import retry_with_backoff
+from enrich.wire import json_value_data, string_key_data
 from features.messages import mask_card
 from messaging.delivery import produce_acknowledged
 from service.settings import Settings
@@ -53,7 +56,10 @@ def _client_key(settings: Settings) -> str:
 
 def shared_client(settings: Settings) -> Any:
     """One Hazelcast client per process (thread-safe), trying forever to (re)connect; its
-    calls give up after `hazelcast_invocation_timeout_seconds` (then callers retry)."""
+    calls give up after `hazelcast_invocation_timeout_seconds` (then callers retry).
+
+    Without the client's near caches: the reference lookups keep their own cache of parsed
+    records (enrich/lookups.py), kept correct by change events the same way."""
     key = _client_key(settings)
     with _client_lock:
         client = _clients.get(key)
@@ -63,7 +69,7 @@ def shared_client(settings: Settings) -> Any:
             log.info("connecting to Hazelcast %s (cluster %s)", settings.hazelcast_members,
                      settings.hazelcast_cluster_name)
             watch = ConnectionWatch()
-            client = connect(settings, timeout=-1,
+            client = connect(settings, timeout=-1, near_cache=False,
                              invocation_timeout=settings.hazelcast_invocation_timeout_seconds,
                              lifecycle_listeners=[watch])
             _clients[key] = client
@@ -86,6 +92,14 @@ def retry_forever(action: Any, what: str, telemetry: Telemetry) -> Any:
     """Run ``action`` until it succeeds, with capped exponential backoff: the flow holds (and
     Kafka keeps the unread messages) instead of dropping predictions."""
     return retry_with_backoff(action, what, telemetry.sink_retry)
+
+
+@dataclass
+class _Alerts:
+    """Flagged records sent to the alerts topic, and which Kafka acknowledged."""
+
+    flagged: list[tuple[dict[str, Any], bytes]]
+    acknowledged: list[bool]
 
 
 class _PredictionPartition(StatelessSinkPartition[ScoredBatch]):
@@ -128,35 +142,75 @@ class _PredictionPartition(StatelessSinkPartition[ScoredBatch]):
         self._missing.update(missing)
 
     def write_batch(self, items: list[ScoredBatch]) -> None:
-        from hazelcast.core import HazelcastJsonValue
+        """All batches of this call in ONE ``put_all``, keys and values serialized in bulk
+        (enrich/wire.py: the bytes the client would send, without its per-entry Python)."""
+        batches = [b for b in items if b.records]
+        if not batches:
+            return
+        began = time.perf_counter()
+        dumps = orjson.dumps
+        records = [r for b in batches for r in b.records]
+        if self._mask_cards:
+            for r in records:
+                r["credit_card_number"] = mask_card(r["credit_card_number"])
+        encoded = [dumps(r) for r in records]
+        keys = string_key_data([r["transaction_number"] for r in records])
+        entries = dict(zip(keys, map(json_value_data, encoded), strict=True))
+        flagged = [(r, e) for r, e in zip(records, encoded, strict=True)
+                   if r["fraud_model_prediction"] == 1]
+        # Alerts go out first: Kafka acknowledges them while Hazelcast stores the batch.
+        alerts = self._send_alerts(flagged) if flagged else None
+        fraction = faults.reached("sink")
+        if fraction is not None:  # test only: die with the batch half written
+            part = dict(list(entries.items())[:int(len(entries) * fraction)])
+            self._map.put_all(part)
+            faults.crash("sink", f"after writing {len(part)} of {len(entries)} predictions")
+        _, failures = retry_forever(lambda: self._map.put_all(entries),
+                                    f"writing {len(entries)} predictions", self._telemetry)
+        if failures or self._watch.reconnects != self._seen_reconnects:
+            # The cluster may have restarted empty: mappings and reference data are gone.
+            self._seen_reconnects = self._watch.reconnects
+            self._ensure_mappings()
+        elif time.monotonic() >= self._next_reference_check:
+            self._check_reference_data()
+        written_ms = time.time() * 1000
+        if alerts is not None:
+            self._confirm_alerts(alerts)
+        seconds = (time.perf_counter() - began) / len(batches)
+        for batch in batches:
+            self._telemetry.scored_batch(batch, written_ms, seconds)
 
-        for batch in items:
-            began = time.perf_counter()
-            if self._mask_cards:
-                for r in batch.records:
-                    r["credit_card_number"] = mask_card(r["credit_card_number"])
-            encoded = [orjson.dumps(r) for r in batch.records]
-            entries = {r["transaction_number"]: HazelcastJsonValue(e.decode())
-                       for r, e in zip(batch.records, encoded, strict=True)}
-            fraction = faults.reached("sink")
-            if fraction is not None:  # test only: die with the batch half written
-                part = dict(list(entries.items())[:int(len(entries) * fraction)])
-                self._map.put_all(part)
-                faults.crash("sink", f"after writing {len(part)} of {len(entries)} predictions")
-            _, failures = retry_forever(lambda e=entries: self._map.put_all(e),
-                                        f"writing {len(entries)} predictions", self._telemetry)
-            if failures or self._watch.reconnects != self._seen_reconnects:
-                # The cluster may have restarted empty: mappings and reference data are gone.
-                self._seen_reconnects = self._watch.reconnects
-                self._ensure_mappings()
-            elif time.monotonic() >= self._next_reference_check:
-                self._check_reference_data()
-            written_ms = time.time() * 1000
-            flagged = [(r, e) for r, e in zip(batch.records, encoded, strict=True)
-                       if r["fraud_model_prediction"] == 1]
-            if flagged:
-                self._publish_alerts(flagged)
-            self._telemetry.scored_batch(batch, written_ms, time.perf_counter() - began)
+    def _send_alerts(self, flagged: list[tuple[dict[str, Any], bytes]]) -> _Alerts:
+        alerts = _Alerts(flagged, [False] * len(flagged))
+
+        def report(index: int) -> Callable[[Any, Any], None]:
+            def on_delivery(err: Any, _msg: Any) -> None:
+                alerts.acknowledged[index] = err is None
+            return on_delivery
+
+        topic = self._settings.topic_alerts
+        for index, (record, value) in enumerate(flagged):
+            while True:
+                try:
+                    self._alerts.produce(topic, value, record["transaction_number"].encode(),
+                                         on_delivery=report(index))
+                    break
+                except BufferError:
+                    self._alerts.poll(0.05)
+        self._alerts.poll(0)
+        return alerts
+
+    def _confirm_alerts(self, alerts: _Alerts) -> None:
+        """Wait for Kafka's acknowledgements; send what was not acknowledged again (until it
+        is, as `produce_acknowledged` does)."""
+        self._alerts.flush(30)
+        missing = [item for item, ok in zip(alerts.flagged, alerts.acknowledged, strict=True)
+                   if not ok]
+        done = len(alerts.flagged) - len(missing)
+        if done:
+            self._telemetry.alerts_published(done)
+        if missing:
+            self._publish_alerts(missing)
 
     def _publish_alerts(self, flagged: list[tuple[dict[str, Any], bytes]]) -> None:
         produce_acknowledged(

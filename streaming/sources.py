@@ -26,7 +26,10 @@ class _BatchPartition(_BytewaxKafkaPartition):
     def next_batch(self) -> list[Any]:
         if self._eof:
             raise StopIteration()
-        msgs = self._consumer.consume(self._batch_size, 0.05)
+        # Never block: the worker polls its other partitions meanwhile (a blocking poll of an
+        # idle partition would delay every other partition's messages); bytewax waits 1 ms
+        # before polling a partition again after an empty batch.
+        msgs = self._consumer.consume(self._batch_size, 0)
         keys: list[bytes | None] = []
         values: list[bytes | None] = []
         offsets: list[int] = []
@@ -61,13 +64,19 @@ class _BatchPartition(_BytewaxKafkaPartition):
                          redriven)]
 
 
+# bytewax makes one consumer per partition; librdkafka's default prefetch (up to 64 MB per
+# consumer) held ~50 MB per partition of a backlog in memory. A few MB keep the queue ahead
+# of the flow (a batch of 1,000 transactions is ~0.3 MB).
+CONSUMER_DEFAULTS = {"queued.max.messages.kbytes": "4096", "queued.min.messages": "20000"}
+
+
 class KafkaBatchSource(KafkaSource):
     """bytewax's KafkaSource, emitting one :class:`RawBatch` per partition poll."""
 
     def __init__(self, brokers: list[str], topics: list[str], tail: bool = True,
                  add_config: dict[str, str] | None = None, batch_size: int = 1000,
                  on_error: Callable[[str], None] | None = None) -> None:
-        config: dict[str, Any] = dict(add_config or {})
+        config: dict[str, Any] = {**CONSUMER_DEFAULTS, **(add_config or {})}
         if on_error is not None:
             # librdkafka reports a broker outage through error_cb, not through consume().
             config.setdefault("error_cb", lambda err: on_error(f"{err.name()}: {err.str()}"))
