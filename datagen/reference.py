@@ -7,23 +7,9 @@ populations: close enough for distances and maps, not a gazetteer.
 
 from __future__ import annotations
 
-# The 14 Sparkov merchant categories, in a fixed order (the generator's category codes).
-CATEGORIES: tuple[str, ...] = (
-    "entertainment",
-    "food_dining",
-    "gas_transport",
-    "grocery_net",
-    "grocery_pos",
-    "health_fitness",
-    "home",
-    "kids_pets",
-    "misc_net",
-    "misc_pos",
-    "personal_care",
-    "shopping_net",
-    "shopping_pos",
-    "travel",
-)
+# The 14 Sparkov merchant categories, in a fixed order (the generator's category codes): the
+# same tuple the feature vector uses.
+from features.reference import CATEGORIES as CATEGORIES
 
 # Card-not-present ("online") categories.
 ONLINE_CATEGORIES: frozenset[str] = frozenset({"grocery_net", "misc_net", "shopping_net"})
