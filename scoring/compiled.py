@@ -14,10 +14,15 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# LLVM (through llvmlite) is not safe to drive from two threads at once: lleaves compiles in a
+# background thread while the flow may build scoring/treeshap.py's kernel. One at a time.
+LLVM_LOCK = threading.Lock()
 
 
 def cache_path(model_file: Path, cache_dir: Path | None = None) -> Path:
@@ -43,14 +48,16 @@ def compile_model(model_file: Path, cache_dir: Path | None = None) -> Any:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if cache.exists():
             log.info("compiled model loaded from cache %s", cache)
-            model.compile(cache=str(cache))
+            with LLVM_LOCK:
+                model.compile(cache=str(cache))
             return model
         log.info("compiling %s with lleaves (cached as %s)", model_file, cache)
         fd, tmp = tempfile.mkstemp(prefix=cache.name + ".", suffix=".tmp", dir=cache.parent)
         os.close(fd)
         os.unlink(tmp)  # lleaves writes the cache only when the file does not exist
         try:
-            model.compile(cache=tmp)
+            with LLVM_LOCK:
+                model.compile(cache=tmp)
             os.replace(tmp, cache)
         finally:
             if os.path.exists(tmp):

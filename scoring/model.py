@@ -49,6 +49,7 @@ class LoadedModel:
     path: Path | None = None
     _compiled: Any = None
     _columns: np.ndarray | None = None
+    _explainer: Any = None  # scoring.treeshap.TreeShap, or None: LightGBM's pred_contrib
 
     def __post_init__(self) -> None:
         columns = [FEATURE_NAMES.index(name) for name in self.feature_names]
@@ -80,7 +81,15 @@ class LoadedModel:
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
         """SHAP-style contributions (log-odds) per model feature (`feature_names` order);
-        the last column is the bias. About 100x slower than `predict`."""
+        the last column is the bias. LightGBM's `pred_contrib` values, computed by the
+        compiled TreeSHAP (scoring/treeshap.py, ~3x faster) when the model has one. Still
+        ~1,000x slower than `predict`: only flagged transactions are explained."""
+        if self._explainer is not None:
+            return np.asarray(self._explainer.contributions(self.inputs(x)))
+        return self.contributions_lightgbm(x)
+
+    def contributions_lightgbm(self, x: np.ndarray) -> np.ndarray:
+        """The same contributions with LightGBM itself (the reference)."""
         return np.asarray(self.booster.predict(self.inputs(x), pred_contrib=True,
                                                num_threads=1))
 
@@ -189,7 +198,8 @@ def load_model(model_dir: Path, compiled: bool = True, cache_dir: Path | None = 
     if metadata.get("version") not in (None, version):
         raise ModelError(f"{MODEL_FILE} and {METADATA_FILE} do not belong together: the "
                          f"metadata says version {metadata['version']}, the content is {version}")
-    model = LoadedModel(version, names, threshold, booster, metadata, path=model_dir)
+    model = with_explainer(LoadedModel(version, names, threshold, booster, metadata,
+                                       path=model_dir))
     if compiled:
         model = with_compiled(model, cache_dir)
     log.info("model %s loaded: scoring with %s (threshold %.4f)", version, model.kind, threshold)
@@ -214,13 +224,43 @@ def with_compiled(model: LoadedModel, cache_dir: Path | None = None) -> LoadedMo
         return model
 
 
-def check_compiled(model: LoadedModel, rows: int = 256, tolerance: float = 1e-9) -> None:
-    """Compare the compiled model with LightGBM on synthetic rows (missing values included);
-    raise ModelError when they differ by more than ``tolerance``."""
+def with_explainer(model: LoadedModel) -> LoadedModel:
+    """The model explaining with the compiled TreeSHAP when it supports the model and gives
+    LightGBM's values; otherwise with LightGBM's `pred_contrib` (logged). Done on every load,
+    compiled scoring or not, so that a live flow and a replay explain alike."""
+    try:
+        from scoring.treeshap import TreeShap
+
+        explained = replace(model, _explainer=TreeShap(model.booster))
+        check_explainer(explained)
+        return explained
+    except Exception as exc:
+        log.warning("compiled explanations unavailable (%s: %s); explaining with LightGBM",
+                    type(exc).__name__, exc)
+        return model
+
+
+def _synthetic_rows(rows: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     x = rng.lognormal(mean=2.0, sigma=2.0, size=(rows, len(FEATURE_NAMES)))
     x[rng.random(x.shape) < 0.1] = np.nan
     x[rng.random(x.shape) < 0.1] = 0.0
+    return x
+
+
+def check_explainer(model: LoadedModel, rows: int = 64, tolerance: float = 1e-9) -> None:
+    """Compare the explainer with LightGBM's `pred_contrib` on synthetic rows; raise
+    ModelError when they differ by more than ``tolerance``."""
+    x = _synthetic_rows(rows)
+    diff = float(np.max(np.abs(model.contributions(x) - model.contributions_lightgbm(x))))
+    if not diff < tolerance:
+        raise ModelError(f"compiled explanations differ from LightGBM by {diff:.3g}")
+
+
+def check_compiled(model: LoadedModel, rows: int = 256, tolerance: float = 1e-9) -> None:
+    """Compare the compiled model with LightGBM on synthetic rows (missing values included);
+    raise ModelError when they differ by more than ``tolerance``."""
+    x = _synthetic_rows(rows)
     diff = float(np.max(np.abs(model.predict(x) - model.predict_lightgbm(x))))
     if not diff < tolerance:
         raise ModelError(f"compiled model differs from LightGBM by {diff:.3g}")

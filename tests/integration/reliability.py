@@ -73,6 +73,9 @@ def flow_running(settings: Any, log_dir: Path, drain: bool = False,
     proc = start_flow(settings, log_dir, drain=drain, recovery=recovery)
     try:
         yield proc
+    except BaseException:
+        print_log_tails(log_dir)  # what the flow was doing when the test gave up
+        raise
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -81,6 +84,12 @@ def flow_running(settings: Any, log_dir: Path, drain: bool = False,
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+
+
+def print_log_tails(log_dir: Path, lines: int = 80) -> None:
+    for path in sorted(log_dir.glob("*.log")):
+        tail = path.read_text(errors="replace").splitlines()[-lines:]
+        print(f"--- last {len(tail)} lines of {path} ---", *tail, sep="\n")
 
 
 def kill9(proc: subprocess.Popen[bytes]) -> int:
