@@ -95,9 +95,9 @@ def main() -> None:
             seconds["scorer (total)"] += t3 - t2
             seconds["sink serialization"] += t4 - t3
             seconds["metrics"] += t5 - t4
-        total = time.process_time() - began_all
-        print(f"run {attempt + 1}: {1e6 * total / n:.2f} us CPU per transaction "
-              f"({n / total:,.0f}/s on one core)")
+        elapsed = time.process_time() - began_all
+        print(f"run {attempt + 1}: {1e6 * elapsed / n:.2f} us CPU per transaction "
+              f"({n / elapsed:,.0f}/s on one core)")
         for stage, value in seconds.items():
             print(f"  {stage:22s} {1e6 * value / n:6.2f} us")
 
