@@ -98,8 +98,8 @@ def main() -> None:
         elapsed = time.process_time() - began_all
         print(f"run {attempt + 1}: {1e6 * elapsed / n:.2f} us CPU per transaction "
               f"({n / elapsed:,.0f}/s on one core)")
-        for stage, value in seconds.items():
-            print(f"  {stage:22s} {1e6 * value / n:6.2f} us")
+        for stage, spent in seconds.items():
+            print(f"  {stage:22s} {1e6 * spent / n:6.2f} us")
 
 
 if __name__ == "__main__":
