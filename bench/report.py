@@ -111,8 +111,10 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {b} | {_n(speed['compiled_rows_per_s'].get(k))} | "
                          f"{_n(speed['lightgbm_rows_per_s'].get(k))} | "
                          f"{_n(speed['speedup'].get(k), 1)}x |")
-        lines.append(f"\nExplanations (LightGBM contributions): "
-                     f"{_n(speed.get('explanations_rows_per_s'))} rows/s; model "
+        lines.append(f"\nExplanations (TreeSHAP contributions, batches of 16): "
+                     f"{speed.get('explanations_kind', 'LightGBM')} "
+                     f"{_n(speed.get('explanations_rows_per_s'))} rows/s, LightGBM pred_contrib "
+                     f"{_n(speed.get('explanations_lightgbm_rows_per_s'))} rows/s; model "
                      f"{speed.get('trees')} trees, compiled with {speed.get('compiled_kind')}.")
     state = result.get("state_memory") or {}
     if state:

@@ -100,7 +100,7 @@ class Settings(BaseSettings):
     # Partitions of the local cluster: one per member slot (stack/hazelcast_member.py). The
     # client makes one call per partition a `put_all` touches, ~0.1 ms of Python each: with
     # Hazelcast's default of 271 (sized for clusters of up to ~100 members) a batch of 50
-    # predictions took ~12 ms to write, with 3 under 1 ms (`fraud bench`, docs/performance.md)
+    # predictions took ~12 ms to write, with 3 under 1 ms (`fraud bench`, README "Performance")
     hazelcast_partition_count: int = 3
     prediction_map_max_size: int = 2_000_000
 

@@ -114,7 +114,7 @@ def start_member(settings: Settings, lib_root: Path, index: int = 0) -> bool:
     config = home / f"member-{index + 1}.yaml"
     config.write_text(member_config(settings, port))
     # The parallel collector: about a third less member CPU per prediction than G1 on a
-    # small machine, and shorter tail latencies at 5k/s (`fraud bench`, docs/performance.md).
+    # small machine, and shorter tail latencies at 5k/s (`fraud bench`, README "Performance").
     argv = [
         java, f"-Xms{settings.hazelcast_heap}", f"-Xmx{settings.hazelcast_heap}",
         "-XX:+UseParallelGC", "-Djava.net.preferIPv4Stack=true",
