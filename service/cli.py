@@ -358,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--keep-stack", action="store_true",
                        help="leave the stack running if the benchmark started it")
     bench.add_argument("--quick", action="store_true",
-                       help="a small run (smoke test): 6,000 transactions, short latency runs")
+                       help="a small run (smoke test): 5,000 transactions, short latency runs")
 
     demo = command("demo", "the whole system: stack up, data, model, dataflow, summary", _demo)
     demo.add_argument("--transactions", type=int, default=100_000)
