@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +14,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from enrich.retry import retry_with_backoff
 from enrich.wire import json_value_data, string_key_data
 from features.messages import mask_card
-from messaging.delivery import produce_acknowledged
+from messaging.delivery import PendingDelivery
 from service.settings import Settings
 from streaming import faults
 from streaming.batches import DeadLetter, ScoredBatch
@@ -94,14 +92,6 @@ def retry_forever(action: Any, what: str, telemetry: Telemetry) -> Any:
     return retry_with_backoff(action, what, telemetry.sink_retry)
 
 
-@dataclass
-class _Alerts:
-    """Flagged records sent to the alerts topic, and which Kafka acknowledged."""
-
-    flagged: list[tuple[dict[str, Any], bytes]]
-    acknowledged: list[bool]
-
-
 class _PredictionPartition(StatelessSinkPartition[ScoredBatch]):
     def __init__(self, settings: Settings, telemetry: Telemetry) -> None:
         from confluent_kafka import Producer
@@ -159,7 +149,10 @@ class _PredictionPartition(StatelessSinkPartition[ScoredBatch]):
         flagged = [(r, e) for r, e in zip(records, encoded, strict=True)
                    if r["fraud_model_prediction"] == 1]
         # Alerts go out first: Kafka acknowledges them while Hazelcast stores the batch.
-        alerts = self._send_alerts(flagged) if flagged else None
+        alerts = PendingDelivery(
+            self._alerts, self._settings.topic_alerts, flagged,
+            lambda it: (it[0]["transaction_number"].encode(), it[1], None),
+            "alerts") if flagged else None
         fraction = faults.reached("sink")
         if fraction is not None:  # test only: die with the batch half written
             part = dict(list(entries.items())[:int(len(entries) * fraction)])
@@ -175,48 +168,10 @@ class _PredictionPartition(StatelessSinkPartition[ScoredBatch]):
             self._check_reference_data()
         written_ms = time.time() * 1000
         if alerts is not None:
-            self._confirm_alerts(alerts)
+            alerts.wait(lambda done: self._telemetry.alerts_published(len(done)))
         seconds = (time.perf_counter() - began) / len(batches)
         for batch in batches:
             self._telemetry.scored_batch(batch, written_ms, seconds)
-
-    def _send_alerts(self, flagged: list[tuple[dict[str, Any], bytes]]) -> _Alerts:
-        alerts = _Alerts(flagged, [False] * len(flagged))
-
-        def report(index: int) -> Callable[[Any, Any], None]:
-            def on_delivery(err: Any, _msg: Any) -> None:
-                alerts.acknowledged[index] = err is None
-            return on_delivery
-
-        topic = self._settings.topic_alerts
-        for index, (record, value) in enumerate(flagged):
-            while True:
-                try:
-                    self._alerts.produce(topic, value, record["transaction_number"].encode(),
-                                         on_delivery=report(index))
-                    break
-                except BufferError:
-                    self._alerts.poll(0.05)
-        self._alerts.poll(0)
-        return alerts
-
-    def _confirm_alerts(self, alerts: _Alerts) -> None:
-        """Wait for Kafka's acknowledgements; send what was not acknowledged again (until it
-        is, as `produce_acknowledged` does)."""
-        self._alerts.flush(30)
-        missing = [item for item, ok in zip(alerts.flagged, alerts.acknowledged, strict=True)
-                   if not ok]
-        done = len(alerts.flagged) - len(missing)
-        if done:
-            self._telemetry.alerts_published(done)
-        if missing:
-            self._publish_alerts(missing)
-
-    def _publish_alerts(self, flagged: list[tuple[dict[str, Any], bytes]]) -> None:
-        produce_acknowledged(
-            self._alerts, self._settings.topic_alerts, flagged,
-            lambda it: (it[0]["transaction_number"].encode(), it[1], None), "alerts",
-            lambda done: self._telemetry.alerts_published(len(done)))
 
     def close(self) -> None:
         self._alerts.flush(30)

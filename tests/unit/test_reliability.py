@@ -122,6 +122,22 @@ def test_produce_acknowledged_waits_for_every_report_and_resends_failures() -> N
     assert broker.produced == [b"a", b"b", b"c", b"b"]  # the failed one sent again, once
 
 
+def test_pending_delivery_sends_first_and_waits_later_without_duplicates() -> None:
+    """The sink's alerts: produced before the Hazelcast write, confirmed after it. However
+    slow the reports, nothing is sent twice unless its report said it failed."""
+    from messaging.delivery import PendingDelivery
+
+    broker = SlowBroker(fail_first={b"c"})
+    pending = PendingDelivery(broker, "alerts", [b"a", b"b", b"c", b"d"],  # type: ignore[arg-type]
+                              lambda v: (v, v, None), "alerts")
+    assert broker.produced == [b"a", b"b", b"c", b"d"] and broker.flushes == 0
+    rounds: list[list[bytes]] = []
+    pending.wait(rounds.append)
+    assert rounds == [[b"a", b"b", b"d"], [b"c"]]
+    assert broker.produced == [b"a", b"b", b"c", b"d", b"c"]
+    assert not broker.queue
+
+
 # ---- recovery store ----------------------------------------------------------------------
 
 
