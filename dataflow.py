@@ -25,7 +25,7 @@ from features.messages import ValidationLimits
 from service.settings import Settings
 from streaming.batches import ScoredBatch
 from streaming.scorer import BatchScorer
-from streaming.steps import drop_key, key_by_partition, make_parser, trailing_feature_builder
+from streaming.steps import drop_key, make_keyer, make_parser, trailing_feature_builder
 from streaming.telemetry import Telemetry
 
 FLOW_ID = "fraud_detection"
@@ -49,7 +49,7 @@ def build_flow(settings: Settings, source: Source[Any], predictions: Sink[Scored
                                 settings.max_event_time_ahead_seconds))
     invalid = op.flat_map("dead_letters", parsed, lambda batch: batch.dead_letters)
     op.output("dead_letters_out", invalid, dead_letters)
-    keyed = op.flat_map("key_by_partition", parsed, key_by_partition)
+    keyed = op.flat_map("key_by_partition", parsed, make_keyer(settings.topic_partitions))
     featured = op.stateful_batch(
         "trailing_features", keyed,
         trailing_feature_builder(settings.allowed_lateness_seconds, telemetry.featured_batch))

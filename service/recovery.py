@@ -7,9 +7,10 @@ state of every partition (step `trailing_features`), in the same epoch: a restar
 both from the last epoch every worker completed, so offsets and state always match.
 
 `check_recovery_store` refuses, with one clear sentence, a store that this code must not
-resume from: feature state of another version (features.trailing.STATE_VERSION) or offsets
-of another topic. The dataflow itself refuses the same state when it restores it (the
-snapshot carries its version); this check only makes `fraud run` say so before starting.
+resume from: feature state of another version (features.trailing.STATE_VERSION), under keys
+this code does not use (streaming/routing.py), or offsets of another topic. The dataflow
+itself refuses state of another version when it restores it (the snapshot carries its
+version); this check makes `fraud run` say so before starting.
 """
 
 from __future__ import annotations
@@ -113,12 +114,26 @@ def inspect_recovery(path: Path) -> RecoveryInfo:
     return info
 
 
-def check_recovery_store(path: Path, topic: str) -> RecoveryInfo:
+def check_recovery_store(path: Path, topic: str, partitions: int | None = None) -> RecoveryInfo:
     """Refuse (RecoveryStoreError, one clear message) a store of another feature-state
-    version or of another topic; return what the start resumes from."""
+    version, of another topic, or (with ``partitions``) whose feature states are not under
+    this code's keys; return what the start resumes from."""
     from features.trailing import STATE_VERSION
+    from streaming.routing import state_key
 
     info = inspect_recovery(path)
+    if partitions is not None:
+        expected = {state_key(p, partitions) for p in range(partitions)}
+        unknown = sorted(set(info.state_versions) - expected)
+        if unknown:
+            raise RecoveryStoreError(
+                f"the recovery store {path} holds per-card feature state under key(s) "
+                f"{', '.join(unknown[:5])}, which this code does not use for a topic of "
+                f"{partitions} partitions (an older version keyed it by partition number; "
+                "see streaming/routing.py): that state would never be read, so the dataflow "
+                "does not start. Reset the store (move it away, or `fraud stack down --purge` "
+                "locally): the flow then rebuilds the state from the topic's retained messages "
+                "(see docs/guarantees.md, 'Replay').")
     wrong = {k: v for k, v in info.state_versions.items() if v != STATE_VERSION}
     if wrong:
         found = ", ".join(sorted({"unreadable" if v is None else f"version {v}"
@@ -172,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         if versions:
             print(f"  feature state version(s): {', '.join(versions)}")
     try:
-        info = check_recovery_store(path, settings.topic_transactions)
+        info = check_recovery_store(path, settings.topic_transactions,
+                                    settings.topic_partitions)
     except RecoveryStoreError as exc:
         print(f"recovery: {exc}", file=sys.stderr)
         return 2

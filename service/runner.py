@@ -40,11 +40,12 @@ def ensure_recovery_dir(path: Path, partitions: int) -> None:
 
 def prepare_recovery(settings: Settings) -> str:
     """Create the store if missing, refuse one this code must not resume from (another
-    feature-state version, another topic); describe what the start resumes from."""
+    feature-state version, another topic, other state keys); describe what it resumes from."""
     from service.recovery import check_recovery_store, describe
 
     ensure_recovery_dir(settings.recovery_dir, settings.recovery_partitions)
-    info = check_recovery_store(settings.recovery_dir, settings.topic_transactions)
+    info = check_recovery_store(settings.recovery_dir, settings.topic_transactions,
+                                settings.topic_partitions)
     return describe(info)
 
 

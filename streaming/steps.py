@@ -13,6 +13,7 @@ from features.messages import InvalidTransaction, ValidationLimits, parse_transa
 from features.trailing import IncompatibleStateError, PartitionFeatureState
 from streaming import faults
 from streaming.batches import DeadLetter, FeaturedBatch, ParsedBatch, RawBatch, ValidBatch
+from streaming.routing import state_key
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +57,18 @@ def make_parser(limits: ValidationLimits,
     return parse_batch
 
 
-def key_by_partition(parsed: ParsedBatch) -> list[tuple[str, ValidBatch]]:
+def make_keyer(partitions: int) -> Callable[[ParsedBatch], list[tuple[str, ValidBatch]]]:
     """The per-card state is keyed by source partition: a card always lands on one
-    partition (murmur2 of its number), so its events stay in order in one state."""
-    if not parsed.transactions:
-        return []
-    return [(str(parsed.partition), ValidBatch(parsed.transactions, parsed.timestamps_ms))]
+    partition (murmur2 of its number), so its events stay in order in one state. The key
+    (streaming/routing.py) keeps the state on the worker that reads the partition."""
+
+    def key_by_partition(parsed: ParsedBatch) -> list[tuple[str, ValidBatch]]:
+        if not parsed.transactions:
+            return []
+        return [(state_key(parsed.partition, partitions),
+                 ValidBatch(parsed.transactions, parsed.timestamps_ms))]
+
+    return key_by_partition
 
 
 class TrailingFeatureLogic(StatefulBatchLogic[ValidBatch, FeaturedBatch, bytes]):
