@@ -146,7 +146,8 @@ def run_bench(settings: Settings, options: BenchOptions, say: Say) -> dict[str, 
         "topic_dead_letters": f"bench-{tag}-dlq", "topic_alerts": f"bench-{tag}-alerts"})
     topics: list[str] = [base.topic_dead_letters, base.topic_alerts]
     started_stack = _ensure_stack(settings, say)
-    result["stack"] = {"started_by_bench": started_stack, "heap": settings.hazelcast_heap}
+    result["stack"] = {"started_by_bench": started_stack, "heap": settings.hazelcast_heap,
+                       "member_gc": settings.hazelcast_gc_options}
     try:
         _run_steps(base, options, run_dir, tag, topics, result, say)
     except Exception as exc:  # reported, and the outputs still written
