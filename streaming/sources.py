@@ -83,6 +83,17 @@ class KafkaBatchSource(KafkaSource):
         super().__init__(brokers, topics, tail=tail, add_config=config,
                          batch_size=batch_size, raise_on_errors=False)
 
+    def list_parts(self) -> list[str]:
+        # bytewax lists the partitions with an admin client built from the consumers' config;
+        # without the consumer-only properties (librdkafka warns about each one otherwise).
+        from bytewax.connectors.kafka import _list_parts
+        from confluent_kafka.admin import AdminClient
+
+        config: dict[str, Any] = {
+            "bootstrap.servers": ",".join(self._brokers),
+            **{k: v for k, v in self._add_config.items() if k not in CONSUMER_DEFAULTS}}
+        return list(_list_parts(AdminClient(config), self._topics))
+
     def build_part(self, step_id: str, for_part: str,
                    resume_state: int | None) -> _BatchPartition:
         part = super().build_part(step_id, for_part, resume_state)

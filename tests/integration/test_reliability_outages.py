@@ -128,6 +128,7 @@ def test_kafka_down_for_20_seconds_mid_stream_loses_nothing(stack, isolated, sma
     errors = metrics.get("fraud_kafka_consumer_errors_total", 0)
     text = log_text(logs)
     assert errors > 0 and "Kafka client error" in text  # the outage was seen and reported
+    assert "CONFWARN" not in text  # no client was given properties it does not know
     report(settings, "kafka_down", down_seconds=KAFKA_OUTAGE_SECONDS,
            unreachable_seconds=round(outage), transactions=len(messages),
            produced_failed=produced.failed, predictions=len(live),
