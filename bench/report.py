@@ -67,7 +67,9 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Throughput: a backlog of {_n(data.get('transactions'))} transactions, first to last "
         f"write. Latency: Kafka message timestamp to Hazelcast write, p50 / p95 / p99 in ms, "
-        f"at {_n(rate)}/s offered and at saturation (producer at full speed).",
+        f"at {_n(rate)}/s offered and at saturation (producer at full speed), after "
+        f"{_n(opts.get('warmup_count'))} transactions offered at {_n(rate)}/s as a "
+        "warm-up (not measured).",
         "",
         "| configuration | transactions/s | of ceiling | x baseline | x old system "
         f"| latency at {_n(rate)}/s | latency at saturation | CPU s / 1k tx | peak RSS MB |",

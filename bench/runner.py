@@ -75,6 +75,7 @@ class BenchOptions:
     saturation_transactions: int = 300_000
     baseline_transactions: int = 20_000
     warmup_transactions: int = 2_000
+    warmup_seconds: float = 5.0
     keep_stack: bool = False
     run_timeout: float = 900.0
 
@@ -82,10 +83,17 @@ class BenchOptions:
     def rate_transactions(self) -> int:
         return max(1, int(self.rate * self.latency_seconds))
 
+    @property
+    def warmup_count(self) -> int:
+        """Transactions offered at the latency run's rate before anything is measured: the
+        first seconds after a start (caches, JIT of the member, first snapshot) are not the
+        steady state the latency targets are about."""
+        return max(self.warmup_transactions, int(self.rate * self.warmup_seconds))
+
 
 QUICK = {"transactions": 5_000, "cards": 500, "rate": 1_000.0, "latency_seconds": 2.0,
          "saturation_transactions": 2_000, "baseline_transactions": 300,
-         "warmup_transactions": 500}
+         "warmup_transactions": 500, "warmup_seconds": 0.5}
 
 
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
@@ -136,7 +144,8 @@ def run_bench(settings: Settings, options: BenchOptions, say: Say) -> dict[str, 
         "commit": measure.git_commit(ROOT),
         "machine": measure.machine(),
         "options": {**asdict(options), "out": str(options.out),
-                    "rate_transactions": options.rate_transactions},
+                    "rate_transactions": options.rate_transactions,
+                    "warmup_count": options.warmup_count},
         "old_system": OLD_SYSTEM,
         "targets_defined": TARGETS,
         "errors": [],
@@ -247,7 +256,7 @@ def _run_steps(base: Settings, options: BenchOptions, run_dir: Path, tag: str,
             entry["saturation"] = {"error": f"{type(exc).__name__}: {exc}"}
             result["errors"].append(f"{name} backlog: {exc}")
         phases = []
-        start = options.warmup_transactions
+        start = options.warmup_count
         for kind, rate, count in (
                 ("latency_at_rate", options.rate, options.rate_transactions),
                 ("latency_at_saturation", None, options.saturation_transactions)):
@@ -490,8 +499,9 @@ def _tail_run(settings: Settings, processes: int, data: Path, phases: list[_Phas
     measured: list[tuple[_Phase, float, float, float | None, dict[str, Any]]] = []
     stages: dict[str, dict[str, float]] = {}
     try:
-        _produce(settings, data, limit=options.warmup_transactions)
-        written = options.warmup_transactions
+        _produce(settings, data, limit=options.warmup_count, rate=options.rate,
+                 overrides={"linger.ms": PACED_LINGER_MS})
+        written = options.warmup_count
         _wait_written(prefix, written, 180.0, procs)
         for phase in phases:
             cpu_before = _stack_cpu(settings)

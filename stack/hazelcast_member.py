@@ -119,7 +119,7 @@ def start_member(settings: Settings, lib_root: Path, index: int = 0) -> bool:
         java, f"-Xms{settings.hazelcast_heap}", f"-Xmx{settings.hazelcast_heap}",
         *settings.hazelcast_gc_options.split(), "-Djava.net.preferIPv4Stack=true",
         # every collection and its pause, for latency investigations (5 files of 10 MB)
-        f"-Xlog:gc:file={home / f'gc-{index + 1}.log'}:uptime,level:filecount=5,filesize=10m",
+        f"-Xlog:gc:file={home / f'gc-{index + 1}.log'}:time,uptime,level:filecount=5,filesize=10m",
         f"-Dhazelcast.config={config}", *ADD_OPENS, "-cp", f"{jars}/*", MAIN_CLASS,
     ]
     proc.start(argv, cwd=home)
