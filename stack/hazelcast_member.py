@@ -113,8 +113,7 @@ def start_member(settings: Settings, lib_root: Path, index: int = 0) -> bool:
     home.mkdir(parents=True, exist_ok=True)
     config = home / f"member-{index + 1}.yaml"
     config.write_text(member_config(settings, port))
-    # The parallel collector: about a third less member CPU per prediction than G1 on a
-    # small machine, and shorter tail latencies at 5k/s (`fraud bench`, README "Performance").
+    # Collector: FRAUD_HAZELCAST_GC_OPTIONS (ZGC by default: see service/settings.py).
     argv = [
         java, f"-Xms{settings.hazelcast_heap}", f"-Xmx{settings.hazelcast_heap}",
         *settings.hazelcast_gc_options.split(), "-Djava.net.preferIPv4Stack=true",
