@@ -201,6 +201,7 @@ Environment (all optional, prefix FRAUD_):
   FRAUD_LOG_LEVEL                 dataflow log level (default INFO)
   FRAUD_HOTSPOTS_PORT             hotspot exporter's metrics port (default 9464)
   FRAUD_KAFKA_PORT, FRAUD_HAZELCAST_PORT, FRAUD_PROMETHEUS_PORT   local stack ports
+  FRAUD_HAZELCAST_HEAP, FRAUD_HAZELCAST_GC_OPTIONS   local member's heap (3g) and GC (-XX:+UseZGC)
 """
 
 
