@@ -255,7 +255,8 @@ def _kernel_ir() -> str:
         return slot
 
     @contextmanager
-    def loop(start: Any, stop: Any) -> Iterator[Any]:
+    def loop(start: Any, stop: Any, step: int = 1) -> Iterator[Any]:
+        """i = start, start + 1, ..., stop - 1; with step -1: start, start - 1, ..., stop."""
         counter = var(i64, start)
         head = fn.append_basic_block("head")
         body = fn.append_basic_block("body")
@@ -263,27 +264,10 @@ def _kernel_ir() -> str:
         b.branch(head)
         b.position_at_end(head)
         i = b.load(counter)
-        b.cbranch(b.icmp_signed("<", i, stop), body, done)
+        b.cbranch(b.icmp_signed("<" if step > 0 else ">=", i, stop), body, done)
         b.position_at_end(body)
         yield i
-        b.store(b.add(i, c64(1)), counter)
-        b.branch(head)
-        b.position_at_end(done)
-
-    @contextmanager
-    def down_loop(start: Any, stop: Any) -> Iterator[Any]:
-        """i = start, start - 1, ..., stop (inclusive)."""
-        counter = var(i64, start)
-        head = fn.append_basic_block("dhead")
-        body = fn.append_basic_block("dbody")
-        done = fn.append_basic_block("ddone")
-        b.branch(head)
-        b.position_at_end(head)
-        i = b.load(counter)
-        b.cbranch(b.icmp_signed(">=", i, stop), body, done)
-        b.position_at_end(body)
-        yield i
-        b.store(b.sub(i, c64(1)), counter)
+        b.store(b.add(i, c64(step)), counter)
         b.branch(head)
         b.position_at_end(done)
 
@@ -308,7 +292,7 @@ def _kernel_ir() -> str:
                     na = b.add(b.load(n_ones), c64(1))
                     b.store(na, n_ones)
                     store(a["e"], na, cf(0.0))
-                    with down_loop(na, c64(1)) as q:
+                    with loop(na, c64(1), step=-1) as q:
                         eq = load(a["e"], q)
                         eq1 = load(a["e"], b.sub(q, c64(1)))
                         store(a["e"], q, b.fadd(eq, b.fmul(z, eq1)))
@@ -402,7 +386,6 @@ _KERNEL: Any = None
 
 def _kernel() -> Any:
     """The compiled kernel (compiled once per process, in well under a second)."""
-    global _ENGINE, _KERNEL
     from scoring.compiled import LLVM_LOCK
 
     with LLVM_LOCK:

@@ -226,25 +226,19 @@ def test_recovery_store_of_another_topic_is_refused(tmp_path: Path) -> None:
 def test_recovery_store_with_state_under_other_keys_is_refused(tmp_path: Path) -> None:
     """A store whose feature state is keyed by plain partition numbers (before
     streaming/routing.py) would never be read again: refused, not silently ignored."""
-    from service.recovery import STATE_STEP, RecoveryStoreError, check_recovery_store
+    from service.recovery import STATE_STEP, RecoveryStoreError, check_recovery_store, part_files
     from streaming.routing import state_key
 
     store = _run_with_recovery(tmp_path)
     assert check_recovery_store(store, "transactions", 10).state_versions  # its own keys
     keys = set(check_recovery_store(store, "transactions").state_versions)
     assert keys <= {state_key(p, 10) for p in range(10)}
-    (part,) = part_files_of(store)
+    (part,) = part_files(store)
     with sqlite3.connect(part) as conn:
         conn.execute("UPDATE snaps SET state_key = 'old-' || state_key WHERE step_id = ?",
                      (STATE_STEP,))
     with pytest.raises(RecoveryStoreError, match=r"under key\(s\) old-.*does not start"):
         check_recovery_store(store, "transactions", 10)
-
-
-def part_files_of(store: Path) -> list[Path]:
-    from service.recovery import part_files
-
-    return list(part_files(store))
 
 
 def test_an_empty_or_missing_store_is_fine(tmp_path: Path) -> None:
