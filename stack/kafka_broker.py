@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from service.settings import Settings
@@ -49,6 +50,19 @@ num.io.threads=4
 """
 
 
+def new_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A KRaft cluster id: 16 random bytes in URL-safe base64, never starting with '-'.
+
+    Kafka's own ``Uuid.randomUuid`` redraws such ids: the storage tool's argument parser
+    would read ``-t -abc...`` as a missing value followed by an unknown option (about one
+    id in 64 starts with '-').
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(random_bytes()).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def start_broker(settings: Settings, lib_root: Path) -> bool:
     """Start the broker unless ours already runs. Returns True when it was started now."""
     proc = broker_process(settings)
@@ -74,9 +88,9 @@ def start_broker(settings: Settings, lib_root: Path) -> bool:
     if not (data_dir / "meta.properties").exists():
         import subprocess
 
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = subprocess.run(
-            [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            [*jvm, "kafka.tools.StorageTool", "format", f"--cluster-id={new_cluster_id()}",
+             "-c", str(props)],
             capture_output=True, text=True, timeout=120,
         )
         if fmt.returncode != 0:
