@@ -576,6 +576,7 @@ def hazelcast_values() -> dict[str, Any]:
 
 def test_hazelcast_values_match_what_the_service_expects() -> None:
     from service.settings import Settings
+    from stack.hazelcast_member import member_config
 
     settings = Settings()
     values = hazelcast_values()
@@ -593,6 +594,11 @@ def test_hazelcast_values_match_what_the_service_expects() -> None:
                                        "size": 200000}
     assert {(i["type"], tuple(i["attributes"])) for i in predictions["indexes"]} == {
         ("HASH", ("customer_name",)), ("SORTED", ("fraud_probability",))}
+    # The same map configuration as the local member's, but for the bound (DESIGN.md).
+    local = yaml.safe_load(member_config(settings, settings.hazelcast_port))
+    local_predictions = local["hazelcast"]["map"][settings.map_predictions]
+    assert {**local_predictions, "eviction": predictions["eviction"]} == predictions
+    assert "-XX:+UseZGC" in values["hazelcast"]["javaOpts"].split()
     # The release "hazelcast" in namespace "hazelcast" serves FRAUD_HAZELCAST_MEMBERS.
     env = configmap("gke", "fraud-config")["data"]
     assert env["FRAUD_HAZELCAST_MEMBERS"] == "hazelcast.hazelcast.svc.cluster.local:5701"
