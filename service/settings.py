@@ -99,9 +99,9 @@ class Settings(BaseSettings):
     hazelcast_heap: str = "3g"
     # Garbage collector flags of the local member (whitespace-separated JVM options). ZGC:
     # pauses under a millisecond; the parallel collector used ~40 % less member CPU but
-    # paused 200-950 ms holding ~2 GB of predictions (README "Performance"). One concurrent
-    # GC thread: ~10 % less member CPU per prediction than ZGC's default on two cores.
-    hazelcast_gc_options: str = "-XX:+UseZGC -XX:ConcGCThreads=1"
+    # paused 200-950 ms holding ~2 GB of predictions (README "Performance"). (One concurrent
+    # GC thread used ~10 % less member CPU but stalled allocations under load: measured.)
+    hazelcast_gc_options: str = "-XX:+UseZGC"
     # Partitions of the local cluster: one per member slot (stack/hazelcast_member.py). The
     # client makes one call per partition a `put_all` touches, ~0.1 ms of Python each: with
     # Hazelcast's default of 271 (sized for clusters of up to ~100 members) a batch of 50
@@ -202,8 +202,7 @@ Environment (all optional, prefix FRAUD_):
   FRAUD_LOG_LEVEL                 dataflow log level (default INFO)
   FRAUD_HOTSPOTS_PORT             hotspot exporter's metrics port (default 9464)
   FRAUD_KAFKA_PORT, FRAUD_HAZELCAST_PORT, FRAUD_PROMETHEUS_PORT   local stack ports
-  FRAUD_HAZELCAST_HEAP, FRAUD_HAZELCAST_GC_OPTIONS   local member's heap (3g) and GC
-                                                    (-XX:+UseZGC -XX:ConcGCThreads=1)
+  FRAUD_HAZELCAST_HEAP, FRAUD_HAZELCAST_GC_OPTIONS   local member's heap (3g) and GC (-XX:+UseZGC)
 """
 
 
