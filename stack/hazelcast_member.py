@@ -96,8 +96,11 @@ def _predictions_map_config(name: str, max_size: int) -> str:
 """
 
 
-def start_member(settings: Settings, lib_root: Path, index: int = 0) -> bool:
-    """Start member ``index`` (port hazelcast_port + index) unless ours already runs."""
+def start_member(settings: Settings, lib_root: Path, index: int = 0,
+                 config_text: str | None = None) -> bool:
+    """Start member ``index`` (port hazelcast_port + index) unless ours already runs.
+
+    ``config_text``: the member's YAML instead of `member_config` (bench/member.py)."""
     proc = member_process(settings, index)
     if proc.running():
         return False
@@ -112,7 +115,7 @@ def start_member(settings: Settings, lib_root: Path, index: int = 0) -> bool:
     home = settings.stack_dir / "hazelcast"
     home.mkdir(parents=True, exist_ok=True)
     config = home / f"member-{index + 1}.yaml"
-    config.write_text(member_config(settings, port))
+    config.write_text(config_text if config_text is not None else member_config(settings, port))
     # Collector: FRAUD_HAZELCAST_GC_OPTIONS (ZGC by default: see service/settings.py).
     argv = [
         java, f"-Xms{settings.hazelcast_heap}", f"-Xmx{settings.hazelcast_heap}",
