@@ -99,8 +99,7 @@ class Settings(BaseSettings):
     hazelcast_heap: str = "3g"
     # Garbage collector flags of the local member (whitespace-separated JVM options). ZGC:
     # pauses under a millisecond; the parallel collector used ~40 % less member CPU but
-    # paused 200-950 ms holding ~2 GB of predictions (README "Performance"). (One concurrent
-    # GC thread used ~10 % less member CPU but stalled allocations under load: measured.)
+    # paused 200-950 ms holding ~2 GB of predictions (README "Performance").
     hazelcast_gc_options: str = "-XX:+UseZGC"
     # Partitions of the local cluster: one per member slot (stack/hazelcast_member.py). The
     # client makes one call per partition a `put_all` touches, ~0.1 ms of Python each: with
