@@ -20,7 +20,6 @@ import random
 import re
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -65,11 +64,6 @@ def prediction_values(n: int, seed: int = 7) -> list[dict[str, Any]]:
     return values
 
 
-def member_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, clock ticks
-
-
 def gc_summary(log: str) -> str:
     pauses = sorted(float(ms) for ms in re.findall(r"Pause[^\n]*? ([0-9.]+)ms\n", log))
     stalls = len(re.findall(r"Allocation Stall \(", log))
@@ -92,6 +86,7 @@ def main() -> None:
     import hazelcast
     import orjson
 
+    from bench.measure import process_cpu_seconds
     from enrich.sql_mappings import create_all_mappings
     from enrich.wire import json_value_data, string_key_data
     from service.settings import load_settings
@@ -132,12 +127,16 @@ def main() -> None:
             predictions.put_all(batch)
         predictions.clear()
         time.sleep(1)
-        cpu0, wall0, own0 = member_cpu_seconds(pid), time.perf_counter(), time.process_time()
+        cpu0, wall0, own0 = process_cpu_seconds(pid), time.perf_counter(), time.process_time()
         for batch in batches:
             predictions.put_all(batch)
         wall, own = time.perf_counter() - wall0, time.process_time() - own0
         time.sleep(1)  # the member's last work after the last reply
-        cpu = member_cpu_seconds(pid) - cpu0
+        cpu1 = process_cpu_seconds(pid)
+        if cpu0 is None or cpu1 is None:
+            raise SystemExit(f"the member (pid {pid}) stopped during the run: "
+                             f"{member.log_file}")
+        cpu = cpu1 - cpu0
         n = sum(len(b) for b in batches)
         print(f"gc {settings.hazelcast_gc_options!r}, heap {settings.hazelcast_heap}, indexes "
               f"{args.indexes}: {n / wall:,.0f} puts/s; member {1e6 * cpu / n:.1f} us CPU per "
